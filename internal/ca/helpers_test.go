@@ -1,0 +1,155 @@
+package ca_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"kzero.dev/kzero/internal/ca"
+)
+
+// memStore is an in-memory ca.Store: the file store is tested on its own,
+// and the CA's tests need thousands of saves.
+type memStore struct {
+	mu      sync.Mutex
+	doc     []byte
+	saves   int
+	failErr error
+}
+
+func (m *memStore) Load(context.Context) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.doc == nil {
+		return nil, fmt.Errorf("memStore: %w", fs.ErrNotExist)
+	}
+	return append([]byte(nil), m.doc...), nil
+}
+
+func (m *memStore) Save(_ context.Context, doc []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failErr != nil {
+		return m.failErr
+	}
+	m.doc = append([]byte(nil), doc...)
+	m.saves++
+	return nil
+}
+
+// clock is a settable clock for Config.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock(t time.Time) *clock { return &clock{now: t} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+var td = spiffeid.RequireTrustDomainFromString("cluster.local")
+
+func mustID(t testing.TB, s string) spiffeid.ID {
+	t.Helper()
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func newCA(t testing.TB, cfg ca.Config) *ca.CA {
+	t.Helper()
+	if cfg.TrustDomain.IsZero() {
+		cfg.TrustDomain = td
+	}
+	if cfg.Store == nil {
+		cfg.Store = &memStore{}
+	}
+	c, err := ca.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("ca.New: %v", err)
+	}
+	return c
+}
+
+// csrFor makes a CSR signed by key, with the names in tmpl.
+func csrFor(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
+	t.Helper()
+	if tmpl == nil {
+		tmpl = &x509.CertificateRequest{}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func p256(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// publishedBundle round-trips the CA's bundle through its JSON form, the
+// way a peer receives it, and parses it with go-spiffe.
+func publishedBundle(t testing.TB, c *ca.CA) *spiffebundle.Bundle {
+	t.Helper()
+	doc, err := c.Bundle().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := spiffebundle.Parse(td, doc)
+	if err != nil {
+		t.Fatalf("go-spiffe cannot parse the published bundle: %v\n%s", err, doc)
+	}
+	return b
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func errorIs(err, target error) bool { return errors.Is(err, target) }
+
+func asRequestError(err error, target **ca.RequestError) bool { return errors.As(err, target) }
+
+// verifyOpts trusts exactly the X.509 authorities of c's bundle.
+func verifyOpts(c *ca.CA, now time.Time) x509.VerifyOptions {
+	pool := x509.NewCertPool()
+	for _, a := range c.Bundle().X509Authorities() {
+		pool.AddCert(a)
+	}
+	return x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+}

@@ -1,0 +1,231 @@
+package ca
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// X509Request asks for an X.509-SVID. The caller has already decided, by
+// attestation, that the requester may have ID; the CA checks that the
+// request is well formed and that its signer holds the key.
+type X509Request struct {
+	// ID is the SPIFFE ID to certify. It must be in the CA's trust domain
+	// and have a path.
+	ID spiffeid.ID
+	// CSR is a PKCS#10 request, DER, signed with the subject's private key:
+	// the proof that the requester holds it. It may name no SAN or exactly
+	// ID; its subject is ignored. A PodCertificateRequest's
+	// spec.stubPKCS10Request is such a CSR.
+	CSR []byte
+	// TTL is the lifetime asked for; zero means the configured default.
+	TTL time.Duration
+}
+
+// X509SVID is an issued X.509-SVID.
+type X509SVID struct {
+	// ID is the SPIFFE ID it certifies.
+	ID spiffeid.ID
+	// Chain is the leaf then the certificates that link it to a root, DER.
+	Chain [][]byte
+	// Certificates are the parsed forms of Chain.
+	Certificates []*x509.Certificate
+	// NotBefore and NotAfter are the leaf's validity.
+	NotBefore, NotAfter time.Time
+}
+
+// ChainPEM returns the chain as PEM blocks, leaf first: the form of a
+// PodCertificateRequest's status.certificateChain.
+func (s *X509SVID) ChainPEM() []byte {
+	var out []byte
+	for _, der := range s.Chain {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return out
+}
+
+var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
+
+// CheckX509Request checks a request without signing it: the ID, the TTL
+// (returned with its default applied), the CSR's signature, key and names.
+// Every refusal is a *RequestError.
+func (c *CA) CheckX509Request(req X509Request) (*x509.CertificateRequest, time.Duration, error) {
+	if err := c.checkID(req.ID); err != nil {
+		return nil, 0, err
+	}
+	ttl, err := checkTTL(req.TTL, c.cfg.X509SVIDTTL, c.cfg.X509SVIDMaxTTL)
+	if err != nil {
+		return nil, 0, err
+	}
+	csr, err := parseCSR(req.CSR)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := checkCSRNames(csr, req.ID); err != nil {
+		return nil, 0, err
+	}
+	return csr, ttl, nil
+}
+
+// parseCSR parses a CSR and checks its signature and key and that it does
+// not ask for a CA.
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	if len(der) == 0 {
+		return nil, refuse(ErrInvalidCSR, "the request has no CSR: send a PKCS#10 request signed with the key to certify")
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		e := refuse(ErrInvalidCSR, "the CSR does not parse as a DER PKCS#10 certificate request: send the DER bytes, not PEM or text")
+		e.Cause = err
+		return nil, e
+	}
+	if err := checkSubjectKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, refuse(ErrBadSignature, "the CSR's signature does not verify with its public key (%v): sign the CSR with the private key it names", err)
+	}
+	for _, ext := range csr.Extensions {
+		if !ext.Id.Equal(oidBasicConstraints) {
+			continue
+		}
+		var bc struct {
+			IsCA       bool `asn1:"optional"`
+			MaxPathLen int  `asn1:"optional,default:-1"`
+		}
+		if rest, err := asn1.Unmarshal(ext.Value, &bc); err != nil || len(rest) > 0 {
+			return nil, refuse(ErrInvalidCSR, "the CSR's basic constraints extension does not parse: leave it out")
+		}
+		if bc.IsCA {
+			return nil, refuse(ErrCARequested, "the CSR asks for a CA certificate: X.509-SVIDs are leaves, remove the CA bit")
+		}
+	}
+	return csr, nil
+}
+
+// checkCSRNames accepts a CSR that names no SAN, or exactly the ID.
+func checkCSRNames(csr *x509.CertificateRequest, id spiffeid.ID) error {
+	switch {
+	case len(csr.DNSNames) > 0:
+		return refuse(ErrExtraSAN, "the CSR names DNS SAN %q: an X.509-SVID from this CA carries only its SPIFFE ID, remove the DNS names", csr.DNSNames[0])
+	case len(csr.IPAddresses) > 0:
+		return refuse(ErrExtraSAN, "the CSR names IP SAN %s: an X.509-SVID from this CA carries only its SPIFFE ID, remove the IP addresses", csr.IPAddresses[0])
+	case len(csr.EmailAddresses) > 0:
+		return refuse(ErrExtraSAN, "the CSR names email SAN %q: an X.509-SVID from this CA carries only its SPIFFE ID, remove the email addresses", csr.EmailAddresses[0])
+	case len(csr.URIs) > 1:
+		return refuse(ErrExtraSAN, "the CSR names %d URI SANs: an X.509-SVID has exactly one, its SPIFFE ID", len(csr.URIs))
+	case len(csr.URIs) == 1:
+		got, err := spiffeid.FromURI(csr.URIs[0])
+		if err != nil {
+			return refuse(ErrInvalidID, "the CSR's URI SAN %q is not a SPIFFE ID (%v): name %s or no SAN at all", csr.URIs[0], err, id)
+		}
+		if got != id {
+			return refuse(ErrExtraSAN, "the CSR names %s but the request is for %s: name %s or no SAN at all", got, id, id)
+		}
+	}
+	return nil
+}
+
+// checkID accepts a leaf SPIFFE ID of the CA's trust domain.
+func (c *CA) checkID(id spiffeid.ID) error {
+	if id.IsZero() {
+		return refuse(ErrInvalidID, "the request names no SPIFFE ID")
+	}
+	if id.TrustDomain() != c.cfg.TrustDomain {
+		return refuse(ErrForeignTrustDomain, "%s is outside trust domain %q: this CA certifies only spiffe://%s/... IDs", id, c.cfg.TrustDomain.Name(), c.cfg.TrustDomain.Name())
+	}
+	if id.Path() == "" {
+		return refuse(ErrInvalidID, "%s has no path: a workload's SPIFFE ID needs one, such as /ns/<namespace>/sa/<service-account>", id)
+	}
+	return nil
+}
+
+// ParseID parses a SPIFFE ID per the SPIFFE-ID standard, refusing it with
+// ErrInvalidID (and what exactly is wrong) when it is not one.
+func ParseID(s string) (spiffeid.ID, error) {
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return spiffeid.ID{}, refuse(ErrInvalidID, "%q is not a SPIFFE ID: %v; the form is spiffe://<trust-domain>/<path>", s, err)
+	}
+	return id, nil
+}
+
+func checkTTL(ttl, def, limit time.Duration) (time.Duration, error) {
+	switch {
+	case ttl < 0:
+		return 0, refuse(ErrInvalidTTL, "TTL %s is negative: ask for a positive TTL, or zero for the default %s", ttl, def)
+	case ttl == 0:
+		return def, nil
+	case ttl > limit:
+		return 0, refuse(ErrTTLTooLong, "TTL %s is over the maximum %s: ask for %s or less", ttl, limit, limit)
+	}
+	return ttl, nil
+}
+
+// IssueX509SVID checks req and signs an X.509-SVID for it with the active
+// issuing CA, per the SPIFFE X509-SVID standard: one URI SAN, not a CA, key
+// usage digitalSignature (critical), extended key usage serverAuth and
+// clientAuth. The leaf never outlives the CA that signs it, and its
+// signature is verified before it is returned (x509.CreateCertificate
+// checks every signature it makes against the issuer's public key).
+func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
+	csr, ttl, err := c.CheckX509Request(req)
+	if err != nil {
+		return nil, err
+	}
+	now := c.cfg.Now()
+	is := c.snap.Load().activeIssuer(now)
+	if is == nil {
+		return nil, refuse(ErrNoAuthority, "no issuing CA is valid at %s: the CA must rotate (is its clock right?)", now.Format(time.RFC3339))
+	}
+	notBefore := now.Add(-c.cfg.Backdate).Truncate(time.Second)
+	if notBefore.Before(is.rec.cert.NotBefore) {
+		notBefore = is.rec.cert.NotBefore
+	}
+	notAfter := now.Add(ttl).Truncate(time.Second)
+	if notAfter.After(is.rec.NotAfter) {
+		notAfter = is.rec.NotAfter
+	}
+	if notAfter.Sub(now) < minimumLeafTTLAfterClamp {
+		return nil, refuse(ErrNoAuthority, "the issuing CA expires at %s, too soon to sign: the CA must rotate", is.rec.NotAfter.Format(time.RFC3339))
+	}
+	serial, err := serialNumber(c.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"kzero"}},
+		URIs:                  []*url.URL{req.ID.URL()},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+	}
+	der, err := x509.CreateCertificate(c.cfg.Rand, tmpl, is.rec.cert, csr.PublicKey, is.rec.signer)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign X.509-SVID for %s: %w", req.ID, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: the signed X.509-SVID for %s does not parse: %w", req.ID, err)
+	}
+	svid := &X509SVID{
+		ID:           req.ID,
+		Chain:        make([][]byte, 0, 1+len(is.chain)),
+		Certificates: make([]*x509.Certificate, 0, 1+len(is.chain)),
+		NotBefore:    leaf.NotBefore,
+		NotAfter:     leaf.NotAfter,
+	}
+	svid.Chain = append(append(svid.Chain, der), is.chain...)
+	svid.Certificates = append(append(svid.Certificates, leaf), is.chainCerts...)
+	return svid, nil
+}

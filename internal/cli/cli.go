@@ -1,0 +1,135 @@
+// Package cli is kzero's command line: one cobra command per role and
+// tool of the design (authority, agent, gateway, scan, policy, audit,
+// status, install, up, version). Commands that are not built yet say so and
+// fail; none pretends to work.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"kzero.dev/kzero/internal/version"
+)
+
+// ErrNotBuilt is returned by commands whose feature is not built yet.
+var ErrNotBuilt = errors.New("not built yet")
+
+// New returns the root command, writing to out and errOut.
+func New(out, errOut io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kzero",
+		Short: "Zero trust for Kubernetes: workload identity, mutual TLS, least-privilege policy and audit",
+		Long: `kzero gives every workload a short-lived SPIFFE identity, authenticates and
+authorizes every connection, east-west and north-south, against
+least-privilege policy, and audits every decision: no sidecars, and no change
+to developers' manifests or code.
+
+One binary plays every role. In a cluster:
+  kzero authority   the trust domain's CA and PodCertificateRequest signer
+  kzero agent       the node's SPIFFE Workload API and mTLS tunnel (DaemonSet)
+  kzero gateway     the north-south gateway (Gateway API, Ingress)
+From a person's shell:
+  kzero scan, policy, audit, status, install, up, version`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.SetErr(errOut)
+	root.AddCommand(
+		versionCommand(),
+		notBuilt("authority", "Run the trust domain's certificate authority and PodCertificateRequest signer",
+			`Runs the CA (root and issuing intermediate, rotated with overlap), signs
+PodCertificateRequests for the signer kzero.dev/identity, issues SVIDs to
+node agents and gateways, publishes the trust bundle (ClusterTrustBundle,
+SPIFFE bundle endpoint), serves the admission webhooks and receives
+Kubernetes audit events. Runs as a Deployment with one leader.`),
+		notBuilt("agent", "Serve the SPIFFE Workload API and the node's mTLS tunnel",
+			`Runs on every node (DaemonSet): serves the SPIFFE Workload API on a unix
+socket to the pods of its node, attested by pid, cgroup and pod, and
+carries their traffic over mutually authenticated HBONE tunnels, enforcing
+AccessPolicy at L4 and L7.`),
+		notBuilt("gateway", "Run the north-south gateway",
+			`Serves Gateway API and Ingress routes, terminates TLS, authenticates end
+users (OIDC JWT, client certificates) and forwards to backends over the mesh
+with its own SVID, under the same policy as east-west traffic.`),
+		notBuilt("scan", "Scan a cluster's zero-trust posture",
+			`Checks RBAC, network segmentation, pod security and API server settings of
+a cluster and reports what breaks zero trust, with how to fix it.`),
+		policyCommand(),
+		auditCommand(),
+		notBuilt("status", "Show the state of kzero in a cluster",
+			`Shows the authority's leader, the CA's rotation schedule, the bundle's
+sequence number, enrolled namespaces and the agents' health.`),
+		notBuilt("install", "Render the manifests that install kzero",
+			`Prints the manifests (namespace, RBAC, Deployments, DaemonSet, webhooks,
+CRDs) that install kzero into a cluster.`),
+		notBuilt("up", "Run kzero on one machine, without Kubernetes",
+			`Runs the authority and an agent on this machine with a file store and
+unix attestation: for trying kzero out, and for VMs and legacy hosts.`),
+	)
+	return root
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kzero's version, commit and Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), version.Get())
+			return err
+		},
+	}
+}
+
+func policyCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "policy",
+		Short: "Test, lint and advise on AccessPolicies",
+		Long: `Works with kzero's AccessPolicy (kzero.dev/v1alpha1): answer "may A talk to
+B?" from a cluster's policies or from files, lint policies offline, and
+propose least-privilege policies from observed traffic.`,
+	}
+	c.AddCommand(
+		notBuilt("test", "Decide whether one identity may reach another, and why",
+			`Answers "may A talk to B?" with the policy and rule that decide it:
+  kzero policy test --from ID --to ID --port N [--method M --path P --claims JSON]`),
+		notBuilt("lint", "Check AccessPolicy files offline",
+			`Compiles AccessPolicy files with the engine's own compiler and reports
+every error with its field path.`),
+		notBuilt("advise", "Propose least-privilege policies from observed traffic",
+			`Reads audited decisions and proposes AccessPolicies that allow what was
+seen and nothing more.`),
+	)
+	return c
+}
+
+func auditCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "audit",
+		Short: "Work with kzero's audit trail",
+	}
+	c.AddCommand(notBuilt("verify", "Verify a hash-chained audit log",
+		`Checks that no record of a hash-chained audit file was removed, reordered
+or edited, and that its checkpoints are signed by a kzero SVID; names the
+first bad record.`))
+	return c
+}
+
+// notBuilt is a command whose feature is not built yet: its help says what
+// it will do, and running it says it is not built and fails.
+func notBuilt(name, short, long string) *cobra.Command {
+	return &cobra.Command{
+		Use:                name,
+		Short:              short + " (not built yet)",
+		Long:               long + "\n\nNot built yet: running it fails.",
+		Args:               cobra.ArbitraryArgs,
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("%s is %w: see docs/cli.md for what works today", cmd.CommandPath(), ErrNotBuilt)
+		},
+	}
+}
