@@ -11,6 +11,10 @@ import (
 var (
 	// ErrInvalidCSR: the PKCS#10 request does not parse.
 	ErrInvalidCSR = errors.New("ca: invalid certificate request")
+	// ErrInvalidProof: the request proves no key: neither a CSR nor a
+	// public key with its proof of possession, both, or one that does not
+	// parse.
+	ErrInvalidProof = errors.New("ca: invalid proof of possession")
 	// ErrBadSignature: the request's signature, its proof of possession of
 	// the private key, does not verify.
 	ErrBadSignature = errors.New("ca: signature does not verify")

@@ -13,6 +13,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"net/url"
 
@@ -43,6 +44,24 @@ func FuzzParseCSR(f *testing.F) {
 			t.Fatalf("accepted a CSR with a refused key: %v", err)
 		}
 		_ = checkCSRNames(csr, spiffeIDForFuzz)
+	})
+}
+
+// FuzzCheckProofOfPossession: arbitrary keys, proofs and UIDs never panic,
+// and anything accepted verifies.
+func FuzzCheckProofOfPossession(f *testing.F) {
+	f.Fuzz(func(t *testing.T, pkix, proof []byte, uid string) {
+		pub, err := checkProofOfPossession(pkix, proof, uid)
+		if err != nil {
+			var re *RequestError
+			if !errors.As(err, &re) {
+				t.Fatalf("refusal is a %T, not a *RequestError: %v", err, err)
+			}
+			return
+		}
+		if err := checkSubjectKey(pub); err != nil {
+			t.Fatalf("accepted a refused key: %v", err)
+		}
 	})
 }
 
@@ -124,6 +143,16 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"seq-of-zeros": []byte{0x30, 0x03, 0x02, 0x01, 0x00},
 	})
 
+	pkixDER, _ := x509.MarshalPKIXPublicKey(key.Public())
+	digest := sha256.Sum256([]byte("pod-uid"))
+	proof, _ := ecdsa.SignASN1(rand.Reader, key, digest[:])
+	writeArgs(t, "FuzzCheckProofOfPossession", map[string][]any{
+		"valid":     {pkixDER, proof, "pod-uid"},
+		"other-uid": {pkixDER, proof, "other"},
+		"empty":     {[]byte{}, []byte{}, ""},
+		"garbage":   {[]byte("key"), []byte("sig"), "x"},
+	})
+
 	c := testCA(t, nil)
 	doc, err := c.state.encode()
 	if err != nil {
@@ -161,21 +190,32 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	})
 }
 
-// write stores seeds in the go test fuzz v1 format.
+// write stores one-argument seeds in the go test fuzz v1 format.
 func write(t *testing.T, target string, seeds map[string]any) {
+	args := map[string][]any{}
+	for name, v := range seeds {
+		args[name] = []any{v}
+	}
+	writeArgs(t, target, args)
+}
+
+// writeArgs stores seeds of several arguments in the go test fuzz v1 format.
+func writeArgs(t *testing.T, target string, seeds map[string][]any) {
 	dir := filepath.Join("testdata", "fuzz", target)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range seeds {
-		var line string
-		switch v := v.(type) {
-		case []byte:
-			line = fmt.Sprintf("[]byte(%s)", strconv.Quote(string(v)))
-		case string:
-			line = fmt.Sprintf("string(%s)", strconv.Quote(v))
+	for name, args := range seeds {
+		doc := "go test fuzz v1\n"
+		for _, v := range args {
+			switch v := v.(type) {
+			case []byte:
+				doc += fmt.Sprintf("[]byte(%s)\n", strconv.Quote(string(v)))
+			case string:
+				doc += fmt.Sprintf("string(%s)\n", strconv.Quote(v))
+			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte("go test fuzz v1\n"+line+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

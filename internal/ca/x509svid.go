@@ -1,6 +1,11 @@
 package ca
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -24,6 +29,15 @@ type X509Request struct {
 	// ID; its subject is ignored. A PodCertificateRequest's
 	// spec.stubPKCS10Request is such a CSR.
 	CSR []byte
+	// PublicKey (PKIX, DER) with ProofOfPossession is the other proof, that
+	// of the deprecated v1beta1 PodCertificateRequest fields
+	// spec.pkixPublicKey and spec.proofOfPossession: the key's signature
+	// over the ASCII bytes of PodUID (ECDSA over their SHA-256, ASN.1; RSA
+	// PSS over their SHA-256; Ed25519 over the bytes themselves). Send
+	// either CSR or these, not both.
+	PublicKey, ProofOfPossession []byte
+	// PodUID is the message ProofOfPossession signs.
+	PodUID string
 	// TTL is the lifetime asked for; zero means the configured default.
 	TTL time.Duration
 }
@@ -53,15 +67,24 @@ func (s *X509SVID) ChainPEM() []byte {
 var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 
 // CheckX509Request checks a request without signing it: the ID, the TTL
-// (returned with its default applied), the CSR's signature, key and names.
-// Every refusal is a *RequestError.
-func (c *CA) CheckX509Request(req X509Request) (*x509.CertificateRequest, time.Duration, error) {
+// (returned with its default applied), the proof of possession, the key
+// and the names. It returns the public key to certify. Every refusal is a
+// *RequestError.
+func (c *CA) CheckX509Request(req X509Request) (crypto.PublicKey, time.Duration, error) {
 	if err := c.checkID(req.ID); err != nil {
 		return nil, 0, err
 	}
 	ttl, err := checkTTL(req.TTL, c.cfg.X509SVIDTTL, c.cfg.X509SVIDMaxTTL)
 	if err != nil {
 		return nil, 0, err
+	}
+	hasKey := len(req.PublicKey) > 0 || len(req.ProofOfPossession) > 0
+	switch {
+	case len(req.CSR) > 0 && hasKey:
+		return nil, 0, refuse(ErrInvalidProof, "the request has both a CSR and a public key with a proof of possession: send one of them")
+	case hasKey:
+		pub, err := checkProofOfPossession(req.PublicKey, req.ProofOfPossession, req.PodUID)
+		return pub, ttl, err
 	}
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
@@ -70,7 +93,43 @@ func (c *CA) CheckX509Request(req X509Request) (*x509.CertificateRequest, time.D
 	if err := checkCSRNames(csr, req.ID); err != nil {
 		return nil, 0, err
 	}
-	return csr, ttl, nil
+	return csr.PublicKey, ttl, nil
+}
+
+// checkProofOfPossession verifies a signature by a PKIX public key over the
+// pod UID, as kube-apiserver does for v1beta1 PodCertificateRequests.
+func checkProofOfPossession(pkix, proof []byte, podUID string) (crypto.PublicKey, error) {
+	switch {
+	case len(pkix) == 0:
+		return nil, refuse(ErrInvalidProof, "the proof of possession comes without its public key: send the PKIX public key too")
+	case len(proof) == 0:
+		return nil, refuse(ErrInvalidProof, "the public key comes without a proof of possession: sign the pod UID with the private key")
+	case podUID == "":
+		return nil, refuse(ErrInvalidProof, "the proof of possession names no pod UID: send the UID it signs")
+	}
+	pub, err := x509.ParsePKIXPublicKey(pkix)
+	if err != nil {
+		e := refuse(ErrInvalidProof, "the public key does not parse as DER PKIX: send the DER bytes of a SubjectPublicKeyInfo")
+		e.Cause = err
+		return nil, e
+	}
+	if err := checkSubjectKey(pub); err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256([]byte(podUID))
+	ok := false
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(k, digest[:], proof)
+	case *rsa.PublicKey:
+		ok = rsa.VerifyPSS(k, crypto.SHA256, digest[:], proof, nil) == nil
+	case ed25519.PublicKey:
+		ok = ed25519.Verify(k, []byte(podUID), proof)
+	}
+	if !ok {
+		return nil, refuse(ErrBadSignature, "the proof of possession does not verify with the public key over pod UID %q: sign exactly the pod's UID with the private key", podUID)
+	}
+	return pub, nil
 }
 
 // parseCSR parses a CSR and checks its signature and key and that it does
@@ -175,7 +234,7 @@ func checkTTL(ttl, def, limit time.Duration) (time.Duration, error) {
 // signature is verified before it is returned (x509.CreateCertificate
 // checks every signature it makes against the issuer's public key).
 func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
-	csr, ttl, err := c.CheckX509Request(req)
+	pub, ttl, err := c.CheckX509Request(req)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +269,7 @@ func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 	}
-	der, err := x509.CreateCertificate(c.cfg.Rand, tmpl, is.rec.cert, csr.PublicKey, is.rec.signer)
+	der, err := x509.CreateCertificate(c.cfg.Rand, tmpl, is.rec.cert, pub, is.rec.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign X.509-SVID for %s: %w", req.ID, err)
 	}
