@@ -33,7 +33,6 @@ type snapshot struct {
 	issuers []*issuer // live issuing CAs, oldest first
 	jwtKeys []*record // live JWT keys, oldest first
 	bundle  *spiffebundle.Bundle
-	next    time.Time
 }
 
 // issuer is an issuing CA ready to sign.
@@ -96,6 +95,9 @@ func (c *CA) Rotate(ctx context.Context) (RotationReport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
+	if err := c.checkClock(now); err != nil {
+		return RotationReport{}, err
+	}
 	steps := plan(c.state, &c.cfg, now)
 	next := c.state
 	var reasons []string
@@ -113,7 +115,7 @@ func (c *CA) Rotate(ctx context.Context) (RotationReport, error) {
 				return RotationReport{}, fmt.Errorf("ca: save rotated state (the CA keeps its old state): %w", err)
 			}
 		}
-		snap, err := c.buildSnapshot(next, now)
+		snap, err := c.buildSnapshot(next)
 		if err != nil {
 			return RotationReport{}, err
 		}
@@ -123,11 +125,32 @@ func (c *CA) Rotate(ctx context.Context) (RotationReport, error) {
 			reasons = append(reasons, s.reason)
 		}
 	}
-	return RotationReport{Steps: reasons, Sequence: next.Sequence, Next: c.snap.Load().next}, nil
+	return RotationReport{Steps: reasons, Sequence: next.Sequence, Next: nextEvent(next, &c.cfg, now)}, nil
 }
 
-// Next returns when Rotate should run again.
-func (c *CA) Next() time.Time { return c.snap.Load().next }
+// Next returns when Rotate should run again: always after now, and never
+// more than ten minutes away.
+func (c *CA) Next() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return nextEvent(c.state, &c.cfg, c.cfg.Now())
+}
+
+// checkClock refuses to rotate when the clock reads earlier than the state
+// says records were made (beyond Backdate of skew): the clock stepped back,
+// or another replica's clock runs ahead. Rotating then would make records
+// whose times are out of order and certificates not yet valid.
+func (c *CA) checkClock(now time.Time) error {
+	for _, rs := range [][]*record{c.state.Roots, c.state.Issuers, c.state.JWTKeys} {
+		for _, r := range rs {
+			if now.Before(r.Created.Add(-c.cfg.Backdate)) {
+				return fmt.Errorf("ca: the clock reads %s but %s was made at %s: the clock is behind the CA's state; fix the clock (NTP) and the CA resumes by itself",
+					now.UTC().Format(time.RFC3339), r.ID, r.Created.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	return nil
+}
 
 // apply returns a copy of s with steps carried out: new keys made and
 // certificates signed. s itself is not changed.
@@ -161,6 +184,9 @@ func (c *CA) apply(s *state, steps []step, now time.Time) (*state, error) {
 					if r.ID == st.id {
 						cp := *r
 						cp.ActivateAt = now
+						if cp.ActivateAt.Before(cp.Created) {
+							cp.ActivateAt = cp.Created
+						}
 						rs[i] = &cp
 					}
 				}
@@ -207,7 +233,9 @@ func (c *CA) newRoot(roots []*record, st step, now time.Time) (*record, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmpl.MaxPathLen = 1
+	// Two CAs may stand below a root: an issuing CA and, while roots
+	// rotate, the next root's cross certificate.
+	tmpl.MaxPathLen = 2
 	r.Cert, err = x509.CreateCertificate(c.cfg.Rand, tmpl, tmpl, r.signer.Public(), r.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign root CA: %w", err)
@@ -233,6 +261,7 @@ func (c *CA) newRoot(roots []*record, st step, now time.Time) (*record, error) {
 			cross.NotAfter = prev.NotAfter
 		}
 		cross.AuthorityKeyId = nil
+		cross.MaxPathLen = 1 // only issuing CAs stand below it
 		r.CrossCert, err = x509.CreateCertificate(c.cfg.Rand, &cross, prev.cert, r.signer.Public(), prev.signer)
 		if err != nil {
 			return nil, fmt.Errorf("ca: cross-sign root CA: %w", err)
@@ -310,8 +339,8 @@ func (c *CA) newJWTKey(st step, now time.Time) (*record, error) {
 }
 
 // buildSnapshot makes the immutable view issuing reads.
-func (c *CA) buildSnapshot(s *state, now time.Time) (*snapshot, error) {
-	snap := &snapshot{jwtKeys: s.JWTKeys, next: nextEvent(s, &c.cfg, now)}
+func (c *CA) buildSnapshot(s *state) (*snapshot, error) {
+	snap := &snapshot{jwtKeys: s.JWTKeys}
 	b := spiffebundle.New(c.cfg.TrustDomain)
 	b.SetRefreshHint(c.cfg.RefreshHint)
 	b.SetSequenceNumber(s.Sequence)
@@ -336,10 +365,10 @@ func (c *CA) buildSnapshot(s *state, now time.Time) (*snapshot, error) {
 	return snap, nil
 }
 
-// Bundle returns the trust domain's SPIFFE bundle: every root and issuing CA
-// and every JWT key that verifies a live SVID or is about to sign. The
-// caller must not change it.
-func (c *CA) Bundle() *spiffebundle.Bundle { return c.snap.Load().bundle }
+// Bundle returns a copy of the trust domain's SPIFFE bundle: every root and
+// issuing CA and every JWT key that verifies a live SVID or is about to
+// sign.
+func (c *CA) Bundle() *spiffebundle.Bundle { return c.snap.Load().bundle.Clone() }
 
 // activeIssuer returns the newest issuing CA whose time to sign has come.
 func (s *snapshot) activeIssuer(now time.Time) *issuer {

@@ -120,6 +120,8 @@ func TestNewRefusesBadStore(t *testing.T) {
 			"ca: stored state does not parse: unexpected EOF"},
 		{"unknown field", &memStore{doc: []byte(strings.Replace(doc, `"version"`, `"versoin"`, 1))}, td,
 			`ca: stored state does not parse: json: unknown field "versoin"`},
+		{"empty record", &memStore{doc: []byte(`{"version": 1, "trustDomain": "cluster.local", "roots": [null]}`)}, td,
+			"ca: stored state: roots[0]: empty record"},
 		{"future version", &memStore{doc: []byte(strings.Replace(doc, `"version": 1`, `"version": 2`, 1))}, td,
 			"ca: stored state has version 2; this kzero reads version 1"},
 		{"other trust domain", &memStore{doc: []byte(doc)}, spiffeid.RequireTrustDomainFromString("prod.example"),

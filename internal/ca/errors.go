@@ -9,11 +9,11 @@ import (
 // Unwrap returns one of these, so callers decide with errors.Is and show
 // people the RequestError's own message.
 var (
-	// ErrInvalidCSR: the PKCS#10 request does not parse.
+	// ErrInvalidCSR: the request has no CSR (and no public key with a
+	// proof of possession), or the PKCS#10 request does not parse.
 	ErrInvalidCSR = errors.New("ca: invalid certificate request")
-	// ErrInvalidProof: the request proves no key: neither a CSR nor a
-	// public key with its proof of possession, both, or one that does not
-	// parse.
+	// ErrInvalidProof: a public key with its proof of possession that
+	// is incomplete or does not parse, or that comes with a CSR too.
 	ErrInvalidProof = errors.New("ca: invalid proof of possession")
 	// ErrBadSignature: the request's signature, its proof of possession of
 	// the private key, does not verify.

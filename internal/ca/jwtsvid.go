@@ -62,9 +62,14 @@ func (c *CA) IssueJWTSVID(req JWTRequest) (*JWTSVID, error) {
 	if key == nil {
 		return nil, refuse(ErrNoAuthority, "no JWT key is valid at %s: the CA must rotate (is its clock right?)", now.Format(time.RFC3339))
 	}
+	// A token is accepted up to jwt.DefaultLeeway after exp; it must not
+	// outlive its key's place in the bundle by that much.
 	exp := now.Add(ttl)
-	if exp.After(key.NotAfter) {
-		exp = key.NotAfter
+	if limit := key.NotAfter.Add(-jwt.DefaultLeeway); exp.After(limit) {
+		exp = limit
+	}
+	if exp.Sub(now) < minimumLeafTTLAfterClamp {
+		return nil, refuse(ErrNoAuthority, "the JWT key expires at %s, too soon to sign: the CA must rotate", key.NotAfter.Format(time.RFC3339))
 	}
 	alg, err := algorithmOf(key.signer.Public())
 	if err != nil {
@@ -120,7 +125,7 @@ func (c *CA) ValidateJWTSVID(token, audience string) (*JWTSVID, error) {
 	if h.KeyID == "" {
 		return nil, refuse(ErrJWTInvalid, "the token has no kid header")
 	}
-	pub, ok := c.Bundle().FindJWTAuthority(h.KeyID)
+	pub, ok := c.snap.Load().bundle.FindJWTAuthority(h.KeyID)
 	if !ok {
 		return nil, refuse(ErrJWTInvalid, "the token's key %q is not in the bundle of %q: it was signed by another CA, or long ago", h.KeyID, c.cfg.TrustDomain.Name())
 	}

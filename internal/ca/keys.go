@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 
+	"filippo.io/edwards25519"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -67,16 +68,33 @@ func checkSubjectKey(pub crypto.PublicKey) error {
 		}
 		return refuse(ErrUnsupportedKey, "ECDSA curve %s is not accepted: %s", k.Curve.Params().Name, hint)
 	case ed25519.PublicKey:
-		return nil
+		return checkEd25519(k, hint)
 	case *rsa.PublicKey:
 		if n := k.N.BitLen(); n != 3072 && n != 4096 {
 			return refuse(ErrUnsupportedKey, "RSA key of %d bits is not accepted: %s", n, hint)
 		}
 		return nil
 	case nil:
-		return refuse(ErrUnsupportedKey, "the request has no public key: %s", hint)
+		return refuse(ErrUnsupportedKey, "the request's public key is of a type this CA does not know: %s", hint)
 	}
 	return refuse(ErrUnsupportedKey, "%s keys are not accepted: %s", keyTypeName(pub), hint)
+}
+
+// checkEd25519 refuses Ed25519 keys that are not valid points, and the
+// points of small order: with those, a signature made without any private
+// key verifies (R the identity, S zero), so possession proves nothing.
+func checkEd25519(k ed25519.PublicKey, hint string) error {
+	if len(k) != ed25519.PublicKeySize {
+		return refuse(ErrUnsupportedKey, "Ed25519 key of %d bytes is not valid: %s", len(k), hint)
+	}
+	p, err := new(edwards25519.Point).SetBytes(k)
+	if err != nil {
+		return refuse(ErrUnsupportedKey, "Ed25519 key is not a point on the curve: %s", hint)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return refuse(ErrUnsupportedKey, "Ed25519 key is a point of small order, for which anyone can forge signatures: generate a real key")
+	}
+	return nil
 }
 
 func keyTypeName(pub crypto.PublicKey) string {

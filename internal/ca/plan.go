@@ -88,6 +88,11 @@ func plan(s *state, c *Config, now time.Time) []step {
 		if st.notAfter.After(parentNotAfter) {
 			st.notAfter = parentNotAfter
 		}
+		if st.notAfter.Sub(st.activateAt) < c.X509SVIDMaxTTL {
+			// Cut short by its root: waiting for its time would leave it
+			// no time to sign.
+			st.activateAt = now
+		}
 		return st
 	})...)
 
@@ -121,45 +126,68 @@ func successor(live []*record, now time.Time, lead, maxLeaf time.Duration, what 
 		return []step{{kind: stepActivateNow, id: newest.ID,
 			reason: fmt.Sprintf("no %s signs now: activating %s before its time %s", what, newest.ID, newest.ActivateAt.Format(time.RFC3339))}}
 	}
+	// late: the active record can no longer sign a full-length leaf, which
+	// happens only when rotation did not run in time (the CA was down).
+	late := !now.Before(active.NotAfter.Add(-maxLeaf))
 	if newest != active {
+		if late {
+			return []step{{kind: stepActivateNow, id: newest.ID,
+				reason: fmt.Sprintf("%s %s can no longer sign full-length SVIDs (it expires at %s): its published successor %s signs early",
+					what, active.ID, active.NotAfter.Format(time.RFC3339), newest.ID)}}
+		}
 		return nil // successor already published, waiting for its time
 	}
 	if now.Before(newest.NotAfter.Add(-maxLeaf - lead)) {
 		return nil
+	}
+	if late {
+		return []step{mk(step{activateAt: now,
+			reason: fmt.Sprintf("%s %s expires at %s and its successor is overdue (was the CA down?): making one that signs at once",
+				what, newest.ID, newest.NotAfter.Format(time.RFC3339))})}
 	}
 	return []step{mk(step{activateAt: now.Add(lead),
 		reason: fmt.Sprintf("%s %s expires at %s: publishing its successor %s before it signs",
 			what, newest.ID, newest.NotAfter.Format(time.RFC3339), lead)})}
 }
 
-// chooseRoot picks the root that signs a new issuing CA: the newest root
-// that has been published for its lead time and outlives a full issuer;
-// failing that, the newest root already signing; failing that (the first
-// start), the root this plan makes. It returns the root's ID ("" for the
-// new one) and its expiry.
+// chooseRoot picks the root that signs a new issuing CA, always one with
+// room for a full issuing CA's lifetime: the newest root that has been
+// published for its lead time; failing that (the successor root was made
+// late, because the CA was down), the newest pending root, which is already
+// published and cross-signed by the old one; failing that, the root this
+// plan makes. It returns the root's ID ("" for the new one) and its expiry.
+// Only if none of these exists does it fall back to the newest signing root,
+// and the issuing CA is cut short to that root's life.
 func chooseRoot(roots []*record, newRoot bool, now time.Time, c *Config) (string, time.Time) {
-	var signing *record
+	room := func(r *record) bool { return !r.NotAfter.Before(now.Add(c.IssuerTTL)) }
+	var mature, pending, signing *record
 	for i := len(roots) - 1; i >= 0; i-- {
 		r := roots[i]
-		if now.Before(r.ActivateAt) {
-			continue
-		}
-		if signing == nil {
+		switch {
+		case now.Before(r.ActivateAt):
+			if pending == nil && room(r) {
+				pending = r
+			}
+		case signing == nil:
 			signing = r
-		}
-		if !r.NotAfter.Before(now.Add(c.IssuerTTL)) {
-			return r.ID, r.NotAfter
+			fallthrough
+		default:
+			if mature == nil && room(r) {
+				mature = r
+			}
 		}
 	}
-	if signing != nil {
+	switch {
+	case mature != nil:
+		return mature.ID, mature.NotAfter
+	case pending != nil:
+		return pending.ID, pending.NotAfter
+	case newRoot:
+		return "", now.Add(c.RootTTL)
+	case signing != nil:
 		return signing.ID, signing.NotAfter
 	}
-	if newRoot && len(roots) == 0 {
-		return "", now.Add(c.RootTTL)
-	}
-	// Every live root is still pending: sign with the newest anyway.
-	r := roots[len(roots)-1]
-	return r.ID, r.NotAfter
+	return "", now.Add(c.RootTTL) // unreachable: plan makes a root when none is live
 }
 
 // nextEvent returns the earliest time after now at which plan would do
@@ -184,8 +212,12 @@ func nextEvent(s *state, c *Config, now time.Time) time.Time {
 	line(s.Roots, func(r *record) time.Time { return r.NotAfter.Add(-c.IssuerTTL - c.RootPublishLead) })
 	line(s.Issuers, func(r *record) time.Time { return r.NotAfter.Add(-c.X509SVIDMaxTTL - c.PublishLead) })
 	line(s.JWTKeys, func(r *record) time.Time { return r.NotAfter.Add(-c.JWTSVIDMaxTTL - c.PublishLead) })
-	if next.IsZero() {
-		next = now
+	if limit := now.Add(maxRotateInterval); next.IsZero() || next.After(limit) {
+		next = limit
 	}
 	return next
 }
+
+// maxRotateInterval is the longest Next ever asks Rotate to wait, so that a
+// clock that jumps or a missed call costs minutes, not days.
+const maxRotateInterval = 10 * time.Minute

@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"kzero.dev/kzero/internal/ca"
@@ -53,6 +54,7 @@ func TestRotationKeepsEveryLeafVerifiable(t *testing.T) {
 	lastDoc := ""
 	const steps = 7 * 60
 	staleBy := int(cfg.RefreshHint / time.Minute)
+	crossVerified := 0
 
 	for step := 0; step <= steps; step++ {
 		now := clk.Now()
@@ -91,6 +93,10 @@ func TestRotationKeepsEveryLeafVerifiable(t *testing.T) {
 		issuers[string(svid.Chain[1])] = true
 
 		stale := history[max(0, len(history)-1-staleBy)]
+		// A peer that fetched only the first root and never refreshed:
+		// cross-signing keeps everything verifiable for it while that root
+		// lives.
+		firstRoots := selfSigned(history[0])
 		live := leaves[:0]
 		for _, l := range leaves {
 			if !now.Before(l.svid.NotAfter) {
@@ -106,6 +112,15 @@ func TestRotationKeepsEveryLeafVerifiable(t *testing.T) {
 			} else if signer.NotAfter.After(root.NotAfter) {
 				t.Fatalf("step %d: issuing CA expires %s, after its root %s", step, signer.NotAfter, root.NotAfter)
 			}
+			if now.Before(firstRoots[0].NotAfter) {
+				if _, _, err := x509svid.Verify(l.svid.Certificates, x509bundle.FromX509Authorities(td, firstRoots), x509svid.WithTime(now)); err != nil {
+					t.Fatalf("step %d (%s): leaf by %s does not verify for a peer holding only the first root: %v",
+						step, now.Sub(start), signer.Subject.CommonName, err)
+				}
+				if len(l.svid.Chain) == 3 {
+					crossVerified++
+				}
+			}
 			for name, bundle := range map[string]*spiffebundle.Bundle{"current": b, "stale": stale} {
 				if _, _, err := x509svid.Verify(l.svid.Certificates, bundle, x509svid.WithTime(now)); err != nil {
 					t.Fatalf("step %d (%s): leaf issued at %s by %s does not verify against the %s bundle: %v",
@@ -119,13 +134,17 @@ func TestRotationKeepsEveryLeafVerifiable(t *testing.T) {
 		leaves = live
 		clk.Add(time.Minute)
 	}
+	if crossVerified == 0 {
+		t.Error("no leaf under the second root was verified through its cross certificate")
+	}
 	if n := len(issuers); n < 4 {
 		t.Errorf("saw %d issuing CAs sign leaves, want at least 4 (three rotations)", n)
 	}
 	if n := len(roots); n < 2 {
 		t.Errorf("saw %d roots, want at least 2 (one rotation)", n)
 	}
-	t.Logf("%d steps: %d issuing CAs signed, %d roots published, %d saves, final sequence %d", steps, len(issuers), len(roots), store.saves, lastSeq)
+	t.Logf("%d steps: %d issuing CAs signed, %d roots published, %d leaves verified through a cross certificate, %d saves, final sequence %d",
+		steps, len(issuers), len(roots), crossVerified, store.saves, lastSeq)
 }
 
 // bundleContent returns the authorities of b in a canonical form
@@ -140,6 +159,17 @@ func bundleContent(b *spiffebundle.Bundle) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, "\x00")
+}
+
+// selfSigned returns the roots among b's authorities.
+func selfSigned(b *spiffebundle.Bundle) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, a := range b.X509Authorities() {
+		if bytes.Equal(a.RawIssuer, a.RawSubject) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // rootOf returns the self-signed authority of b that signed cert.

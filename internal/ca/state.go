@@ -93,31 +93,49 @@ func decodeState(doc []byte, want string) (*state, error) {
 	if s.TrustDomain != want {
 		return nil, fmt.Errorf("ca: stored state is for trust domain %q, not %q: point the CA at the right store or trust domain", s.TrustDomain, want)
 	}
-	roots := map[string]*record{}
+	ids := map[string]string{}
+	check := func(list string, rs []*record, isCA bool) error {
+		for i, r := range rs {
+			if r == nil {
+				return fmt.Errorf("ca: stored state: %s[%d]: empty record", list, i)
+			}
+			if err := r.parse(isCA); err != nil {
+				return fmt.Errorf("ca: stored state: %s[%d]: %w", list, i, err)
+			}
+			if prev, dup := ids[r.ID]; dup {
+				return fmt.Errorf("ca: stored state: %s[%d]: id %q is also in %s", list, i, r.ID, prev)
+			}
+			ids[r.ID] = list
+		}
+		return nil
+	}
+	if err := check("roots", s.Roots, true); err != nil {
+		return nil, err
+	}
+	if err := check("issuers", s.Issuers, true); err != nil {
+		return nil, err
+	}
+	if err := check("jwtKeys", s.JWTKeys, false); err != nil {
+		return nil, err
+	}
 	for i, r := range s.Roots {
-		if err := r.parse(true); err != nil {
-			return nil, fmt.Errorf("ca: stored state: roots[%d]: %w", i, err)
+		if r.crossCert == nil {
+			continue
 		}
-		if _, dup := roots[r.ID]; dup {
-			return nil, fmt.Errorf("ca: stored state: roots[%d]: duplicate id %q", i, r.ID)
+		if signedByRoot(r.crossCert, s.Roots) == nil {
+			return nil, fmt.Errorf("ca: stored state: roots[%d]: cross-signed certificate of %q is not signed by a root in the state", i, r.ID)
 		}
-		roots[r.ID] = r
 	}
 	for i, r := range s.Issuers {
-		if err := r.parse(true); err != nil {
-			return nil, fmt.Errorf("ca: stored state: issuers[%d]: %w", i, err)
-		}
-		p, ok := roots[r.Parent]
-		if !ok {
+		p := find(s.Roots, r.Parent)
+		if p == nil {
 			return nil, fmt.Errorf("ca: stored state: issuers[%d]: parent root %q is not in the state", i, r.Parent)
 		}
 		if err := r.cert.CheckSignatureFrom(p.cert); err != nil {
 			return nil, fmt.Errorf("ca: stored state: issuers[%d]: not signed by root %q: %w", i, r.Parent, err)
 		}
-	}
-	for i, r := range s.JWTKeys {
-		if err := r.parse(false); err != nil {
-			return nil, fmt.Errorf("ca: stored state: jwtKeys[%d]: %w", i, err)
+		if r.NotAfter.After(p.NotAfter) {
+			return nil, fmt.Errorf("ca: stored state: issuers[%d]: %q outlives its root %q", i, r.ID, r.Parent)
 		}
 	}
 	return &s, nil
@@ -166,6 +184,16 @@ func (r *record) parse(isCA bool) error {
 		}
 		if !publicKeysEqual(r.crossCert.PublicKey, signer.Public()) {
 			return fmt.Errorf("cross-signed certificate of %q is for another key", r.ID)
+		}
+	}
+	return nil
+}
+
+// signedByRoot returns the root of rs whose key signed cert, if any.
+func signedByRoot(cert *x509.Certificate, rs []*record) *record {
+	for _, r := range rs {
+		if cert.CheckSignatureFrom(r.cert) == nil {
+			return r
 		}
 	}
 	return nil

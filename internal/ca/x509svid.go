@@ -136,7 +136,7 @@ func checkProofOfPossession(pkix, proof []byte, podUID string) (crypto.PublicKey
 // not ask for a CA.
 func parseCSR(der []byte) (*x509.CertificateRequest, error) {
 	if len(der) == 0 {
-		return nil, refuse(ErrInvalidCSR, "the request has no CSR: send a PKCS#10 request signed with the key to certify")
+		return nil, refuse(ErrInvalidCSR, "the request has no CSR: send a PKCS#10 request signed with the key to certify, or the public key with a proof of possession")
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
@@ -170,6 +170,11 @@ func parseCSR(der []byte) (*x509.CertificateRequest, error) {
 
 // checkCSRNames accepts a CSR that names no SAN, or exactly the ID.
 func checkCSRNames(csr *x509.CertificateRequest, id spiffeid.ID) error {
+	if n, err := countSANs(csr); err != nil {
+		return err
+	} else if known := len(csr.DNSNames) + len(csr.IPAddresses) + len(csr.EmailAddresses) + len(csr.URIs); n > known {
+		return refuse(ErrExtraSAN, "the CSR names subject alternative names of other types (otherName, directoryName, registeredID): an X.509-SVID carries only its SPIFFE ID, remove them")
+	}
 	switch {
 	case len(csr.DNSNames) > 0:
 		return refuse(ErrExtraSAN, "the CSR names DNS SAN %q: an X.509-SVID from this CA carries only its SPIFFE ID, remove the DNS names", csr.DNSNames[0])
@@ -189,6 +194,25 @@ func checkCSRNames(csr *x509.CertificateRequest, id spiffeid.ID) error {
 		}
 	}
 	return nil
+}
+
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// countSANs counts every GeneralName in the CSR's SAN extensions, of any
+// type, so that names Go's parser does not surface are not ignored.
+func countSANs(csr *x509.CertificateRequest) (int, error) {
+	n := 0
+	for _, ext := range csr.Extensions {
+		if !ext.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var names []asn1.RawValue
+		if rest, err := asn1.Unmarshal(ext.Value, &names); err != nil || len(rest) > 0 {
+			return 0, refuse(ErrInvalidCSR, "the CSR's subject alternative name extension does not parse: name the SPIFFE ID as a URI, or leave it out")
+		}
+		n += len(names)
+	}
+	return n, nil
 }
 
 // checkID accepts a leaf SPIFFE ID of the CA's trust domain.
@@ -242,6 +266,9 @@ func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
 	is := c.snap.Load().activeIssuer(now)
 	if is == nil {
 		return nil, refuse(ErrNoAuthority, "no issuing CA is valid at %s: the CA must rotate (is its clock right?)", now.Format(time.RFC3339))
+	}
+	if now.Before(is.rec.cert.NotBefore) {
+		return nil, refuse(ErrNoAuthority, "the clock reads %s, before the issuing CA is valid (%s): fix the clock", now.UTC().Format(time.RFC3339), is.rec.cert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	notBefore := now.Add(-c.cfg.Backdate).Truncate(time.Second)
 	if notBefore.Before(is.rec.cert.NotBefore) {

@@ -145,7 +145,7 @@ func TestIssueX509SVIDRefusals(t *testing.T) {
 		wantErr string
 		kind    error
 	}{
-		{"no CSR", ca.X509Request{ID: id}, "ca: the request has no CSR: send a PKCS#10 request signed with the key to certify", ca.ErrInvalidCSR},
+		{"no CSR", ca.X509Request{ID: id}, "ca: the request has no CSR: send a PKCS#10 request signed with the key to certify, or the public key with a proof of possession", ca.ErrInvalidCSR},
 		{"garbage CSR", ca.X509Request{ID: id, CSR: []byte("-----BEGIN CERTIFICATE REQUEST-----")},
 			"ca: the CSR does not parse as a DER PKCS#10 certificate request: send the DER bytes, not PEM or text", ca.ErrInvalidCSR},
 		{"signature fails", ca.X509Request{ID: id, CSR: badSig},
