@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs what a node needs from Debian's packages when it
+# is missing: containerd, runc, the CNI plugins, iptables, conntrack and the
+# small tools kubelet calls. Runs apt-get update once, only if it installs.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_root
+
+# package:file-that-shows-it-is-installed
+wanted=(
+	"containerd:/usr/bin/containerd"
+	"runc:/usr/sbin/runc"
+	"containernetworking-plugins:/usr/lib/cni/bridge"
+	"iptables:/usr/sbin/iptables"
+	"conntrack:/usr/sbin/conntrack"
+	"iproute2:/usr/sbin/ip"
+	"openssl:/usr/bin/openssl"
+	"curl:/usr/bin/curl"
+	"util-linux:/usr/bin/nsenter"
+	"mount:/usr/bin/mount"
+	"procps:/usr/bin/ps"
+	"socat:/usr/bin/socat"
+)
+
+missing=()
+for w in "${wanted[@]}"; do
+	[[ -e "${w#*:}" ]] || missing+=("${w%%:*}")
+done
+if [[ "${#missing[@]}" == 0 ]]; then
+	log "node packages are installed (containerd $(containerd --version 2>/dev/null | awk '{print $3}'), runc, CNI plugins, iptables)"
+	exit 0
+fi
+
+command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them with your distribution's package manager"
+export DEBIAN_FRONTEND=noninteractive
+step "apt-get update" apt-get update -qq
+step "apt-get install ${missing[*]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+for w in "${wanted[@]}"; do
+	[[ -e "${w#*:}" ]] || die "package ${w%%:*} installed but ${w#*:} is missing; check 'dpkg -L ${w%%:*}'"
+done
