@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# image.sh: builds a container image from one static Go binary, with no Docker
+# engine, and imports it into the cluster's containerd.
+#
+#   image.sh [--no-import] [--path /in/image] PACKAGE REF
+#       builds the Go package PACKAGE (a path in this repository, e.g.
+#       ./test/e2e/testserver) with CGO_ENABLED=0, then as below
+#   image.sh [--no-import] [--path /in/image] --binary FILE REF
+#       uses the static binary FILE
+#
+# The tarball is written to ${KZERO_IMAGE_DIR}/<name>_<tag>.tar. Pods use the
+# image by REF with imagePullPolicy IfNotPresent or Never.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+import=1 binary="" pkg="" path_in=""
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--no-import) import=0; shift ;;
+	--binary) binary="$2"; shift 2 ;;
+	--path) path_in="$2"; shift 2 ;;
+	-*) die "unknown flag $1 (see the top of $0)" ;;
+	*) break ;;
+	esac
+done
+if [[ -z "${binary}" ]]; then
+	[[ $# == 2 ]] || die "usage: $0 [--no-import] [--path /in/image] PACKAGE REF | --binary FILE REF"
+	pkg="$1"
+	shift
+fi
+[[ $# == 1 ]] || die "usage: $0 [--no-import] [--path /in/image] PACKAGE REF | --binary FILE REF"
+ref="$1"
+
+[[ -x "${KZERO_TOOLS_BIN}/mkimage" ]] || bash "$(dirname "${BASH_SOURCE[0]}")/build-tools.sh"
+base="${ref##*/}"
+mkdir -p "${KZERO_IMAGE_DIR}/bin"
+if [[ -n "${pkg}" ]]; then
+	binary="${KZERO_IMAGE_DIR}/bin/${base%%:*}"
+	(cd "${KZERO_REPO_ROOT}" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "${binary}" "${pkg}") ||
+		die "building ${pkg} failed; see the Go error above"
+fi
+[[ -x "${binary}" ]] || die "${binary} is not an executable file"
+tarball="${KZERO_IMAGE_DIR}/${base//:/_}.tar"
+args=(-binary "${binary}" -tag "${ref}" -o "${tarball}")
+[[ -n "${path_in}" ]] && args+=(-path "${path_in}")
+"${KZERO_TOOLS_BIN}/mkimage" "${args[@]}"
+
+if [[ "${import}" == 1 ]]; then
+	[[ -S "${KZERO_CONTAINERD_SOCK}" ]] || die "containerd is not running (no ${KZERO_CONTAINERD_SOCK}); start a node with 'make cluster-up'"
+	ctr --address "${KZERO_CONTAINERD_SOCK}" -n "${KZERO_CONTAINERD_NS}" images import "${tarball}" >/dev/null ||
+		die "importing ${tarball} into containerd failed"
+fi
+echo "${tarball}"
