@@ -1,0 +1,94 @@
+// Command testserver is the program in the end-to-end tests' container
+// image. It is static and has three modes:
+//
+//	testserver serve ADDR        serve HTTP on ADDR: /hello answers with the
+//	                             pod's name, /healthz with ok
+//	testserver fetch URL         GET URL until it answers 200 (60 s at
+//	                             most), print the body, exit 0; else exit 1
+//	testserver cat FILE          print FILE, then exit 0
+//
+// The tests read what fetch and cat print from the pod's log.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2])
+	case "fetch":
+		err = fetch(os.Args[2], 60*time.Second)
+	case "cat":
+		var b []byte
+		if b, err = os.ReadFile(os.Args[2]); err == nil {
+			_, err = os.Stdout.Write(b)
+		}
+	default:
+		err = fmt.Errorf("unknown mode %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testserver: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func serve(addr string) error {
+	host, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "hello from %s\n", host)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func fetch(url string, within time.Duration) error {
+	client := &http.Client{Timeout: 3 * time.Second}
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil && resp.StatusCode == http.StatusOK {
+				_, err = os.Stdout.Write(body)
+				return err
+			}
+			err = fmt.Errorf("%s: %s %v", url, resp.Status, rerr)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "testserver: %v; retrying\n", err)
+		time.Sleep(time.Second)
+	}
+}
