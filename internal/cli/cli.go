@@ -85,40 +85,6 @@ func versionCommand() *cobra.Command {
 	}
 }
 
-func policyCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "policy",
-		Short: "Test, lint and advise on AccessPolicies",
-		Long: `Works with kzero's AccessPolicy (kzero.dev/v1alpha1): answer "may A talk to
-B?" from a cluster's policies or from files, lint policies offline, and
-propose least-privilege policies from observed traffic.`,
-	}
-	c.AddCommand(
-		notBuilt("test", "Decide whether one identity may reach another, and why",
-			`Answers "may A talk to B?" with the policy and rule that decide it:
-  kzero policy test --from ID --to ID --port N [--method M --path P --claims JSON]`),
-		notBuilt("lint", "Check AccessPolicy files offline",
-			`Compiles AccessPolicy files with the engine's own compiler and reports
-every error with its field path.`),
-		notBuilt("advise", "Propose least-privilege policies from observed traffic",
-			`Reads audited decisions and proposes AccessPolicies that allow what was
-seen and nothing more.`),
-	)
-	return c
-}
-
-func auditCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "audit",
-		Short: "Work with kzero's audit trail",
-	}
-	c.AddCommand(notBuilt("verify", "Verify a hash-chained audit log",
-		`Checks that no record of a hash-chained audit file was removed, reordered
-or edited, and that its checkpoints are signed by a kzero SVID; names the
-first bad record.`))
-	return c
-}
-
 // notBuilt is a command whose feature is not built yet: its help says what
 // it will do, and running it says it is not built and fails.
 func notBuilt(name, short, long string) *cobra.Command {
