@@ -20,8 +20,10 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := cli.New(os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		return 1
+		if !cli.Quiet(err) {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		return cli.ExitCode(err)
 	}
 	return 0
 }

@@ -1,0 +1,56 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+
+	"kzero.dev/kzero/internal/cli"
+)
+
+func TestPolicyLint(t *testing.T) {
+	out, err := run("policy", "lint", "testdata/policies.yaml")
+	if err != nil || out != "2 policies, 2 rules: OK\n" {
+		t.Errorf("lint of good policies: %q, %v", out, err)
+	}
+	out, err = run("policy", "lint", "testdata/bad-policy.yaml")
+	want := `policy shop/broken: spec.rules[0].to[0].ports[0]: 70000 is not a port: use 1 to 65535
+policy shop/broken: spec.rules[0].to[0].methods[0]: "get" is not an HTTP method: write it in upper case, such as GET
+policy shop/broken: spec.rules[0].when: has type string; a condition must be a bool
+`
+	if out != want || err == nil || err.Error() != "3 problem(s) in 1 policies" {
+		t.Errorf("lint of a bad policy:\n%s\nerror %v\nwant\n%s", out, err, want)
+	}
+	if _, err := run("policy", "lint", "testdata/missing.yaml"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("lint of a missing file: %v", err)
+	}
+}
+
+func TestPolicyTest(t *testing.T) {
+	base := []string{"policy", "test", "-f", "testdata/policies.yaml", "--to", "spiffe://cluster.local/ns/shop/sa/cart", "--port", "8080"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		out  string
+		code int
+	}{
+		{"allowed", []string{"--from", "spiffe://cluster.local/ns/web/sa/frontend", "--method", "get", "--path", "/api/items"},
+			"allow: allowed by shop/allow-frontend rule reads\n", 0},
+		{"deny wins", []string{"--from", "spiffe://cluster.local/ns/web/sa/frontend", "--method", "GET", "--path", "/api/admin/users"},
+			"deny: denied by shop/deny-admin rule admin\n", 3},
+		{"default deny", []string{"--from", "spiffe://cluster.local/ns/web/sa/other", "--method", "GET", "--path", "/api/items"},
+			"deny: no rule matched: default deny\n", 3},
+		{"audit namespace", []string{"--from", "spiffe://cluster.local/ns/web/sa/other", "--audit-namespace"},
+			"allow: denied by shop/deny-admin rule admin (namespace in audit mode: allowed)\n", 0}, // TCP: the L7 deny rule fails closed
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(append(base, tc.args...)...)
+			if out != tc.out || cli.ExitCode(err) != tc.code {
+				t.Errorf("got %q exit %d (%v), want %q exit %d", out, cli.ExitCode(err), err, tc.out, tc.code)
+			}
+		})
+	}
+	if _, err := run("policy", "test", "-f", "testdata/policies.yaml", "--to", "spiffe://cluster.local/cart", "--port", "80"); err == nil ||
+		err.Error() != "--to spiffe://cluster.local/cart is not of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>" {
+		t.Errorf("bad --to: %v", err)
+	}
+}
