@@ -1,0 +1,21 @@
+// Package audit is kzero's audit trail: one versioned event schema
+// (kzero.dev/audit/v1) for certificate issuance, admission verdicts and
+// access decisions, written as JSON lines to a stream (stdout, for any log
+// shipper) and optionally to a hash-chained file whose integrity Verify
+// checks.
+//
+// A Recorder stamps, validates and writes events, in order, to its stream
+// and its Chain; it is safe for concurrent use and returns every write
+// error. A Chain links each record of the file to the one before it by
+// SHA-256 and, every so many records, at an interval and on Close, appends
+// a checkpoint signed with the component's X.509-SVID key, carrying the
+// SVID's certificate chain. Verify reads such a file and names the first
+// record that was changed, removed, inserted or reordered; given a trust
+// bundle it also checks that every checkpoint was signed by a kzero SVID.
+//
+// Audit events are not logs: they go through a Recorder, never through
+// log/slog, and carry no key material and no bearer token. Metrics counts
+// events and observes decision latency for Prometheus, on a registry the
+// caller passes in. docs/audit.md describes the schema field by field and
+// the file format byte by byte.
+package audit
