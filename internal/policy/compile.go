@@ -224,6 +224,8 @@ func (c *compiler) policy(ordinal int) *cpolicy {
 		name := r.Name
 		if name == "" {
 			name = fmt.Sprintf("rules[%d]", i)
+		} else if errs := validation.IsDNS1123Label(name); len(errs) > 0 {
+			c.bad(field+".name", "%q is not a rule name: %s", name, strings.Join(errs, "; "))
 		} else if j, dup := names[name]; dup {
 			c.bad(field+".name", "%q is also the name of rules[%d]: rule names must be unique in a policy", name, j)
 		}
@@ -377,6 +379,9 @@ func (c *compiler) source(s *v1alpha1.Source, field string) csource {
 
 func (c *compiler) dest(d *v1alpha1.Destination, field string) cdest {
 	cd := cdest{ports: d.Ports}
+	if len(d.Ports)+len(d.Methods)+len(d.Paths)+len(d.Hosts) == 0 {
+		c.bad(field, "sets nothing: name ports, methods, paths or hosts (to allow any destination, leave to out)")
+	}
 	for i, p := range d.Ports {
 		if p < 1 || p > 65535 {
 			c.bad(fmt.Sprintf("%s.ports[%d]", field, i), "%d is not a port: use 1 to 65535", p)

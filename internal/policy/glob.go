@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 )
 
 // glob is a compiled pattern where * matches any run of bytes other than
@@ -27,10 +28,17 @@ type glob struct {
 // maxGlobStates bounds a pattern so that its states fit one word.
 const maxGlobStates = 63
 
-var errGlobTooLong = errors.New("too long: at most 63 characters and wildcards")
+var errGlobTooLong = errors.New("too long: at most 63 characters from its first wildcard on")
 
 func compileGlob(pattern string) (*glob, error) {
 	g := &glob{}
+	// The literal run before the first wildcard is compared directly; only
+	// the rest becomes states.
+	first := strings.IndexByte(pattern, '*')
+	if first < 0 {
+		first = len(pattern)
+	}
+	g.prefix, pattern = pattern[:first], pattern[first:]
 	for i := 0; i < len(pattern); i++ {
 		if g.n == maxGlobStates {
 			return nil, errGlobTooLong
@@ -51,10 +59,7 @@ func compileGlob(pattern string) (*glob, error) {
 		}
 		g.n++
 	}
-	for g.prefix = ""; len(g.prefix) < g.n && (g.star|g.any)&(1<<len(g.prefix)) == 0; {
-		g.prefix += string(g.lit[len(g.prefix)])
-	}
-	g.tailAny = len(g.prefix) == g.n-1 && g.any&(1<<(g.n-1)) != 0
+	g.tailAny = g.n == 1 && g.any&1 != 0
 	g.closure = make([]uint64, g.n+1)
 	for i := g.n; i >= 0; i-- {
 		g.closure[i] = 1 << i
@@ -73,7 +78,7 @@ func (g *glob) match(s string) bool {
 	if g.tailAny {
 		return true
 	}
-	cur := g.closure[len(g.prefix)]
+	cur := g.closure[0]
 	for i := len(g.prefix); i < len(s) && cur != 0; i++ {
 		c := s[i]
 		var next uint64

@@ -381,6 +381,9 @@ func randomRule(rng *rand.Rand, j int) v1alpha1.Rule {
 		if rng.IntN(4) == 0 {
 			d.Hosts = []string{pick(rng, []string{"cart.shop.svc", "*.shop.svc", "*.svc"})}
 		}
+		if len(d.Ports)+len(d.Methods)+len(d.Paths)+len(d.Hosts) == 0 {
+			d.Ports = []int32{pick(rng, ports)}
+		}
 		r.To = append(r.To, d)
 	}
 	if rng.IntN(4) == 0 {
