@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"sync"
 	"testing"
@@ -20,29 +19,8 @@ import (
 
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 )
-
-// memStore is an in-memory ca.Store.
-type memStore struct {
-	mu  sync.Mutex
-	doc []byte
-}
-
-func (m *memStore) Load(context.Context) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.doc == nil {
-		return nil, fmt.Errorf("memStore: %w", fs.ErrNotExist)
-	}
-	return append([]byte(nil), m.doc...), nil
-}
-
-func (m *memStore) Save(_ context.Context, doc []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.doc = append([]byte(nil), doc...)
-	return nil
-}
 
 var (
 	td      = spiffeid.RequireTrustDomainFromString("cluster.local")
@@ -59,7 +37,7 @@ type testCA struct {
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	c, err := ca.New(context.Background(), ca.Config{TrustDomain: td, Store: &memStore{}})
+	c, err := ca.New(context.Background(), ca.Config{TrustDomain: td, Store: catest.NewMemStore(nil)})
 	if err != nil {
 		t.Fatalf("ca.New: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 	"kzero.dev/kzero/internal/filestore"
 )
 
@@ -104,9 +105,9 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 func TestNewRefusesBadStore(t *testing.T) {
-	good := &memStore{}
+	good := catest.NewMemStore(nil)
 	newCA(t, ca.Config{Store: good})
-	doc := string(good.doc)
+	doc := string(good.Doc())
 
 	for _, tc := range []struct {
 		name    string
@@ -116,15 +117,15 @@ func TestNewRefusesBadStore(t *testing.T) {
 	}{
 		{"unreadable", &failingStore{err: os.ErrPermission}, td,
 			"ca: cannot read the CA's store, refusing to start: permission denied"},
-		{"not JSON", &memStore{doc: []byte("{")}, td,
+		{"not JSON", catest.NewMemStore([]byte("{")), td,
 			"ca: stored state does not parse: unexpected EOF"},
-		{"unknown field", &memStore{doc: []byte(strings.Replace(doc, `"version"`, `"versoin"`, 1))}, td,
+		{"unknown field", catest.NewMemStore([]byte(strings.Replace(doc, `"version"`, `"versoin"`, 1))), td,
 			`ca: stored state does not parse: json: unknown field "versoin"`},
-		{"empty record", &memStore{doc: []byte(`{"version": 1, "trustDomain": "cluster.local", "roots": [null]}`)}, td,
+		{"empty record", catest.NewMemStore([]byte(`{"version": 1, "trustDomain": "cluster.local", "roots": [null]}`)), td,
 			"ca: stored state: roots[0]: empty record"},
-		{"future version", &memStore{doc: []byte(strings.Replace(doc, `"version": 1`, `"version": 2`, 1))}, td,
+		{"future version", catest.NewMemStore([]byte(strings.Replace(doc, `"version": 1`, `"version": 2`, 1))), td,
 			"ca: stored state has version 2; this kzero reads version 1"},
-		{"other trust domain", &memStore{doc: []byte(doc)}, spiffeid.RequireTrustDomainFromString("prod.example"),
+		{"other trust domain", catest.NewMemStore([]byte(doc)), spiffeid.RequireTrustDomainFromString("prod.example"),
 			`ca: stored state is for trust domain "cluster.local", not "prod.example": point the CA at the right store or trust domain`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,11 +139,11 @@ func TestNewRefusesBadStore(t *testing.T) {
 
 func TestRotateKeepsOldStateWhenSaveFails(t *testing.T) {
 	clk := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	store := &memStore{}
+	store := catest.NewMemStore(nil)
 	c := newCA(t, ca.Config{Store: store, Now: clk.Now})
 	before := c.Bundle()
-	saved := string(store.doc)
-	store.failErr = errors.New("disk full")
+	saved := string(store.Doc())
+	store.FailWith(errors.New("disk full"))
 	clk.Add(ca.DefaultIssuerTTL) // everything is due
 	if _, err := c.Rotate(context.Background()); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("Rotate error = %v, want the save error", err)
@@ -150,10 +151,10 @@ func TestRotateKeepsOldStateWhenSaveFails(t *testing.T) {
 	if !c.Bundle().Equal(before) {
 		t.Error("the bundle changed although the new state was not saved")
 	}
-	if string(store.doc) != saved {
+	if string(store.Doc()) != saved {
 		t.Error("stored state changed")
 	}
-	store.failErr = nil
+	store.FailWith(nil)
 	rep, err := c.Rotate(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +166,7 @@ func TestRotateKeepsOldStateWhenSaveFails(t *testing.T) {
 
 func TestRecoversAfterLongOutage(t *testing.T) {
 	clk := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	store := &memStore{}
+	store := catest.NewMemStore(nil)
 	newCA(t, ca.Config{Store: store, Now: clk.Now})
 	// The CA was down for longer than its issuing CA lived.
 	clk.Add(2 * ca.DefaultIssuerTTL)

@@ -8,8 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
-	"fmt"
-	"io/fs"
 	"net/url"
 	"sync"
 	"testing"
@@ -19,36 +17,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 )
-
-// memStore is an in-memory ca.Store: the file store is tested on its own,
-// and the CA's tests need thousands of saves.
-type memStore struct {
-	mu      sync.Mutex
-	doc     []byte
-	saves   int
-	failErr error
-}
-
-func (m *memStore) Load(context.Context) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.doc == nil {
-		return nil, fmt.Errorf("memStore: %w", fs.ErrNotExist)
-	}
-	return append([]byte(nil), m.doc...), nil
-}
-
-func (m *memStore) Save(_ context.Context, doc []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.failErr != nil {
-		return m.failErr
-	}
-	m.doc = append([]byte(nil), doc...)
-	m.saves++
-	return nil
-}
 
 // clock is a settable clock for Config.Now.
 type clock struct {
@@ -87,7 +57,7 @@ func newCA(t testing.TB, cfg ca.Config) *ca.CA {
 		cfg.TrustDomain = td
 	}
 	if cfg.Store == nil {
-		cfg.Store = &memStore{}
+		cfg.Store = catest.NewMemStore(nil)
 	}
 	c, err := ca.New(context.Background(), cfg)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 )
 
 // shortSchedule is the rotation test's schedule: hours, not months.
@@ -39,7 +40,7 @@ func TestRecoversFromAnyOutage(t *testing.T) {
 	for run := 0; run < 25; run++ {
 		start := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 		clk := newClock(start)
-		store := &memStore{}
+		store := catest.NewMemStore(nil)
 		downAt := time.Duration(rng.IntN(7*60)) * time.Minute
 		downFor := time.Duration(1+rng.IntN(8*60)) * time.Minute
 		c := newCA(t, shortSchedule(clk.Now, store))
@@ -56,7 +57,7 @@ func TestRecoversFromAnyOutage(t *testing.T) {
 			if _, err := c.Rotate(context.Background()); err != nil {
 				t.Fatalf("down %s for %s: Rotate at t+%s: %v", downAt, downFor, clk.Now().Sub(start), err)
 			}
-			if _, err := ca.New(context.Background(), shortSchedule(clk.Now, &memStore{doc: store.doc})); err != nil {
+			if _, err := ca.New(context.Background(), shortSchedule(clk.Now, catest.NewMemStore(store.Doc()))); err != nil {
 				t.Fatalf("down %s for %s: the state saved at t+%s does not load: %v", downAt, downFor, clk.Now().Sub(start), err)
 			}
 			svid, err := c.IssueX509SVID(ca.X509Request{ID: id, CSR: csr})
@@ -101,15 +102,15 @@ func TestNextIsAlwaysAhead(t *testing.T) {
 
 func TestClockBehindTheState(t *testing.T) {
 	clk := newClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	store := &memStore{}
+	store := catest.NewMemStore(nil)
 	c := newCA(t, ca.Config{Store: store, Now: clk.Now})
-	saved := string(store.doc)
+	saved := string(store.Doc())
 	clk.Add(-time.Hour)
 	_, err := c.Rotate(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "the clock is behind the CA's state; fix the clock (NTP) and the CA resumes by itself") {
 		t.Fatalf("Rotate with the clock an hour back: %v", err)
 	}
-	if string(store.doc) != saved {
+	if string(store.Doc()) != saved {
 		t.Error("Rotate saved a state while the clock was behind it")
 	}
 	_, err = c.IssueX509SVID(ca.X509Request{ID: mustID(t, "spiffe://cluster.local/a"), CSR: csrFor(t, p256(t), nil)})

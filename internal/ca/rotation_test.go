@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 )
 
 // TestRotationKeepsEveryLeafVerifiable walks the CA through many issuing-CA
@@ -36,7 +37,7 @@ func TestRotationKeepsEveryLeafVerifiable(t *testing.T) {
 		RefreshHint: 5 * time.Minute,
 		Now:         clk.Now,
 	}
-	store := &memStore{}
+	store := catest.NewMemStore(nil)
 	cfg.Store = store
 	c := newCA(t, cfg)
 	ctx := context.Background()
@@ -144,7 +145,7 @@ func TestRotationKeepsEveryLeafVerifiable(t *testing.T) {
 		t.Errorf("saw %d roots, want at least 2 (one rotation)", n)
 	}
 	t.Logf("%d steps: %d issuing CAs signed, %d roots published, %d leaves verified through a cross certificate, %d saves, final sequence %d",
-		steps, len(issuers), len(roots), crossVerified, store.saves, lastSeq)
+		steps, len(issuers), len(roots), crossVerified, store.Saves(), lastSeq)
 }
 
 // bundleContent returns the authorities of b in a canonical form

@@ -1,54 +1,10 @@
 package policy
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
-
-// FuzzGlob: the automaton agrees with a backtracking matcher on every
-// pattern it accepts.
-func FuzzGlob(f *testing.F) {
-	f.Fuzz(func(t *testing.T, pattern, s string) {
-		if len(pattern) > 40 || len(s) > 64 {
-			return // keep the backtracking reference fast
-		}
-		g, err := compileGlob(pattern)
-		if err != nil {
-			return
-		}
-		if got, want := g.match(s), backtrack(pattern, s); got != want {
-			t.Fatalf("glob %q on %q = %v, backtracking says %v", pattern, s, got, want)
-		}
-	})
-}
-
-func backtrack(p, s string) bool {
-	switch {
-	case p == "":
-		return s == ""
-	case strings.HasPrefix(p, "**"):
-		rest := strings.TrimLeft(p, "*")
-		for i := 0; i <= len(s); i++ {
-			if backtrack(rest, s[i:]) {
-				return true
-			}
-		}
-		return false
-	case p[0] == '*':
-		for i := 0; i <= len(s); i++ {
-			if backtrack(p[1:], s[i:]) {
-				return true
-			}
-			if i < len(s) && s[i] == '/' {
-				break
-			}
-		}
-		return false
-	}
-	return s != "" && s[0] == p[0] && backtrack(p[1:], s[1:])
-}
 
 // FuzzParseAndCompile: any file is parsed or refused, whatever parses is
 // compiled (or refused) and decided on, without a panic.
