@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"strings"
+
 	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/policy"
 )
@@ -33,7 +35,7 @@ func AccessEvent(c Component, r *policy.Request, d policy.Decision) (Event, bool
 		a.Source.User = &User{Issuer: r.User.Issuer, Subject: r.User.Subject}
 	}
 	if r.HTTP {
-		a.Protocol, a.Method, a.Path, a.Host = "http", r.Method, stripQuery(r.Path), r.Host
+		a.Protocol, a.Method, a.Path, a.Host = "http", r.Method, redactPath(stripQuery(r.Path)), redact(r.Host)
 	}
 	if d.Mode == v1alpha1.ModeAudit {
 		a.Mode, a.Enforced = ModeAudit, false
@@ -64,6 +66,30 @@ func refOf(r policy.RuleRef) *PolicyRef {
 		rule = brokenRule
 	}
 	return &PolicyRef{Namespace: r.Namespace, Name: r.Policy, Rule: rule}
+}
+
+// redacted stands for a path segment or host that looked like a secret.
+const redacted = "[redacted]"
+
+// redactPath replaces each path segment that looks like a bearer token or
+// key material, which an event must never carry, so that a client cannot
+// keep its request out of the audit trail by putting a token in its path.
+func redactPath(p string) string {
+	if !strings.Contains(p, "eyJ") && !strings.Contains(p, "-----BEGIN") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = redact(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+func redact(s string) string {
+	if strings.Contains(s, "-----BEGIN") || strings.Contains(s, "eyJ") && jwtLike.MatchString(s) {
+		return redacted
+	}
+	return s
 }
 
 // stripQuery drops a query or fragment, which may carry secrets.

@@ -67,6 +67,19 @@ func TestAccessEventFromDecisions(t *testing.T) {
 			}
 		})
 	}
+	// An anonymous peer, a user known only by issuer, a token in the path:
+	// still one valid event, with the token redacted.
+	anon := &policy.Request{Destination: policy.Workload{Namespace: "shop", ServiceAccount: "cart"}, Port: 8080, HTTP: true,
+		Method: "GET", Path: "/reset/eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.sig/done", Host: "cart",
+		User: &policy.User{Issuer: "https://idp"}}
+	ev, ok := audit.AccessEvent(audit.ComponentGateway, anon, e.Decide(anon))
+	ev.Time, ev.ID = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), "test"
+	if err := ev.Validate(); !ok || err != nil {
+		t.Fatalf("anonymous request: %v", err)
+	}
+	if ev.Access.Path != "/reset/[redacted]/done" {
+		t.Errorf("path %q, want the token redacted", ev.Access.Path)
+	}
 	if _, ok := audit.AccessEvent(audit.ComponentAgent, req("spiffe://cluster.local/ns/web/sa/x", "kube-system", "/"),
 		e.Decide(req("spiffe://cluster.local/ns/web/sa/x", "kube-system", "/"))); ok {
 		t.Error("an event for a namespace that is not enrolled")

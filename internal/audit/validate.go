@@ -138,12 +138,11 @@ func (v *validator) access(p *Access, o Outcome) {
 		v.add("access", "is missing")
 		return
 	}
+	// An empty source is an anonymous peer: no SVID, no end user. Its
+	// decisions are audited like any other.
 	s := p.Source
-	if s.SPIFFEID.IsZero() && s.User == nil && !s.Address.IsValid() {
-		v.add("access.source", "names no SPIFFE ID, user or address")
-	}
-	if s.User != nil && (s.User.Issuer == "" || s.User.Subject == "") {
-		v.add("access.source.user", "needs both issuer and subject")
+	if s.User != nil && s.User.Issuer == "" && s.User.Subject == "" {
+		v.add("access.source.user", "is empty: give the issuer or the subject, or leave user out")
 	}
 	d := p.Destination
 	if d.SPIFFEID.IsZero() && d.Namespace == "" && d.Workload == "" {

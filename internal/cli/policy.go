@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 
@@ -70,10 +71,12 @@ Exit status 0 when every policy compiles, 1 otherwise.`,
 			e, err := policy.Compile(ps, policy.Options{TrustDomain: trust})
 			out := cmd.OutOrStdout()
 			if err != nil {
+				broken := map[string]bool{}
 				for _, p := range e.Problems() {
 					fmt.Fprintln(out, p.Error())
+					broken[p.Namespace+"/"+p.Name] = true
 				}
-				return fmt.Errorf("%d problem(s) in %d policies", len(e.Problems()), len(ps))
+				return fmt.Errorf("%d problem(s) in %d of %d policies", len(e.Problems()), len(broken), len(ps))
 			}
 			fmt.Fprintf(out, "%d policies, %d rules: OK\n", len(ps), e.Rules())
 			return nil
@@ -141,13 +144,16 @@ Exit status: 0 allowed, 3 denied, 1 on error.`,
 }
 
 func runPolicyTest(ctx context.Context, out io.Writer, f *testFlags) error {
-	req, err := f.request()
-	if err != nil {
-		return err
-	}
 	td, err := spiffeid.TrustDomainFromString(f.trustDomain)
 	if err != nil {
 		return fmt.Errorf("--trust-domain %q: %w", f.trustDomain, err)
+	}
+	req, err := f.request(td)
+	if err != nil {
+		return err
+	}
+	if f.auditNamespace && len(f.files) == 0 {
+		return errors.New("--audit-namespace goes with -f: from the cluster, the namespace's kzero.dev/mode label decides")
 	}
 	opts := policy.Options{TrustDomain: td}
 	var ps []v1alpha1.AccessPolicy
@@ -188,10 +194,13 @@ func verdictWord(d policy.Decision) string {
 	return "deny"
 }
 
-func (f *testFlags) request() (*policy.Request, error) {
+func (f *testFlags) request(td spiffeid.TrustDomain) (*policy.Request, error) {
 	to, err := spiffeid.FromString(f.to)
 	if err != nil {
 		return nil, fmt.Errorf("--to %q is not a SPIFFE ID: %w (write spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>)", f.to, err)
+	}
+	if to.TrustDomain() != td {
+		return nil, fmt.Errorf("--to %s is not in trust domain %q: the destination is a workload of this cluster (or set --trust-domain)", to, td.Name())
 	}
 	ns, sa, ok := splitWorkloadID(to)
 	if !ok {
@@ -209,6 +218,9 @@ func (f *testFlags) request() (*policy.Request, error) {
 	if f.method != "" || f.path != "" || f.host != "" || len(f.headers) > 0 {
 		r.HTTP = true
 		r.Method, r.Path, r.Host = strings.ToUpper(f.method), f.path, strings.ToLower(f.host)
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			r.Host = h // policies name hosts without a port
+		}
 		if r.Path == "" {
 			r.Path = "/"
 		}
@@ -255,8 +267,12 @@ func keyValues(flag string, kvs []string, lower bool) (map[string]string, error)
 	return m, nil
 }
 
+// readPolicyFiles parses files; a policy in a file without a namespace is
+// in "default", as kubectl would apply it. The same policy twice is an
+// error: the API server would keep only one of them.
 func readPolicyFiles(files []string) ([]v1alpha1.AccessPolicy, error) {
 	var all []v1alpha1.AccessPolicy
+	seen := map[string]string{}
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		if err != nil {
@@ -266,10 +282,18 @@ func readPolicyFiles(files []string) ([]v1alpha1.AccessPolicy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		if len(ps) == 0 {
+			return nil, fmt.Errorf("%s holds no AccessPolicy", name)
+		}
 		for i := range ps {
 			if ps[i].Namespace == "" {
 				ps[i].Namespace = "default"
 			}
+			key := ps[i].Namespace + "/" + ps[i].Name
+			if prev, dup := seen[key]; dup {
+				return nil, fmt.Errorf("policy %s is in %s and again in %s: the cluster would keep only one", key, prev, name)
+			}
+			seen[key] = name
 		}
 		all = append(all, ps...)
 	}

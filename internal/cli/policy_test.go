@@ -17,11 +17,15 @@ func TestPolicyLint(t *testing.T) {
 policy shop/broken: spec.rules[0].to[0].methods[0]: "get" is not an HTTP method: write it in upper case, such as GET
 policy shop/broken: spec.rules[0].when: has type string; a condition must be a bool
 `
-	if out != want || err == nil || err.Error() != "3 problem(s) in 1 policies" {
+	if out != want || err == nil || err.Error() != "3 problem(s) in 1 of 1 policies" {
 		t.Errorf("lint of a bad policy:\n%s\nerror %v\nwant\n%s", out, err, want)
 	}
 	if _, err := run("policy", "lint", "testdata/missing.yaml"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("lint of a missing file: %v", err)
+	}
+	if _, err := run("policy", "lint", "testdata/policies.yaml", "testdata/policies.yaml"); err == nil ||
+		err.Error() != "policy shop/allow-frontend is in testdata/policies.yaml and again in testdata/policies.yaml: the cluster would keep only one" {
+		t.Errorf("lint of a file twice: %v", err)
 	}
 }
 
@@ -39,6 +43,8 @@ func TestPolicyTest(t *testing.T) {
 			"deny: denied by shop/deny-admin rule admin\n", 3},
 		{"default deny", []string{"--from", "spiffe://cluster.local/ns/web/sa/other", "--method", "GET", "--path", "/api/items"},
 			"deny: no rule matched: default deny\n", 3},
+		{"host with a port", []string{"--from", "spiffe://cluster.local/ns/web/sa/frontend", "--method", "GET", "--path", "/api/items", "--host", "Cart.Shop.svc:8080"},
+			"allow: allowed by shop/allow-frontend rule reads\n", 0},
 		{"audit namespace", []string{"--from", "spiffe://cluster.local/ns/web/sa/other", "--audit-namespace"},
 			"allow: denied by shop/deny-admin rule admin (namespace in audit mode: allowed)\n", 0}, // TCP: the L7 deny rule fails closed
 	} {
@@ -48,6 +54,14 @@ func TestPolicyTest(t *testing.T) {
 				t.Errorf("got %q exit %d (%v), want %q exit %d", out, cli.ExitCode(err), err, tc.out, tc.code)
 			}
 		})
+	}
+	if _, err := run("policy", "test", "-f", "testdata/policies.yaml", "--to", "spiffe://other.org/ns/shop/sa/cart", "--port", "80"); err == nil ||
+		err.Error() != `--to spiffe://other.org/ns/shop/sa/cart is not in trust domain "cluster.local": the destination is a workload of this cluster (or set --trust-domain)` {
+		t.Errorf("--to of another trust domain: %v", err)
+	}
+	if _, err := run("policy", "test", "--to", "spiffe://cluster.local/ns/shop/sa/cart", "--port", "80", "--audit-namespace"); err == nil ||
+		!strings.HasPrefix(err.Error(), "--audit-namespace goes with -f") {
+		t.Errorf("--audit-namespace without -f: %v", err)
 	}
 	if _, err := run("policy", "test", "-f", "testdata/policies.yaml", "--to", "spiffe://cluster.local/cart", "--port", "80"); err == nil ||
 		err.Error() != "--to spiffe://cluster.local/cart is not of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>" {

@@ -13,11 +13,10 @@ import (
 // celCostLimit is refused at compile time, and evaluation stops at the same
 // limit whatever the input.
 const (
-	celCostLimit   = 10000
-	celMaxExprLen  = 2048
-	maxStringSize  = 4096 // bytes of a path, header value or claim, for estimates
-	maxMapEntries  = 64   // headers, claims, labels, for estimates
-	celEnvVarCount = 14
+	celCostLimit  = 10000
+	celMaxExprLen = 2048 // bytes
+	maxStringSize = 4096 // bytes of a path, header value or claim, for estimates
+	maxMapEntries = 64   // headers, claims, labels, claim lists, for estimates
 )
 
 // celVariables are the attributes a `when` condition may read.
@@ -92,9 +91,10 @@ func (sizeEstimator) EstimateSize(element checker.AstNode) *checker.SizeEstimate
 		return nil
 	}
 	switch element.Type().Kind() {
-	case cel.StringType.Kind():
+	case cel.StringType.Kind(), cel.BytesType.Kind():
 		return &checker.SizeEstimate{Min: 0, Max: maxStringSize}
-	case cel.MapType(cel.StringType, cel.DynType).Kind():
+	case cel.MapType(cel.StringType, cel.DynType).Kind(), cel.ListType(cel.DynType).Kind(), cel.DynType.Kind():
+		// Claims' values (lists of groups, say) are bounded like maps.
 		return &checker.SizeEstimate{Min: 0, Max: maxMapEntries}
 	}
 	return nil
@@ -136,13 +136,20 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return int64(r.Port), true
 	case "request.http":
 		return r.HTTP, true
-	case "request.method":
-		return r.Method, true
-	case "request.path":
-		return r.Path, true
-	case "request.host":
-		return r.Host, true
-	case "request.headers":
+	case "request.method", "request.path", "request.host", "request.headers":
+		if !r.HTTP {
+			// Not HTTP: reading them is an error, so that a condition on
+			// them fails closed (deny rules match, allow rules do not).
+			return nil, false
+		}
+		switch name {
+		case "request.method":
+			return r.Method, true
+		case "request.path":
+			return r.Path, true
+		case "request.host":
+			return r.Host, true
+		}
 		return stringMap(r.Headers), true
 	case "user.issuer", "user.subject", "user.claims":
 		return a.user(name), true

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -112,6 +113,9 @@ type cpath struct {
 // a broken allow policy allows nothing. Engine.Problems lists them again
 // for status reporting.
 func Compile(policies []v1alpha1.AccessPolicy, opts Options) (*Engine, error) {
+	if opts.TrustDomain.IsZero() {
+		return nil, errors.New("policy: Options.TrustDomain is required: namespace and service account matches need the cluster's trust domain")
+	}
 	env, err := newCELEnv()
 	if err != nil {
 		return nil, err
@@ -188,7 +192,12 @@ func (c *compiler) bad(field, format string, args ...any) {
 	c.problems = append(c.problems, &PolicyError{Namespace: c.p.Namespace, Name: c.p.Name, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-var methodRE = regexp.MustCompile(`^[A-Z]+$`)
+// methodRE is the CRD's pattern for HTTP methods.
+var methodRE = regexp.MustCompile(`^[A-Z][A-Z_-]*$`)
+
+// maxRules is the CRD's limit on rules per policy; it also keeps rule
+// ordinals apart.
+const maxRules = 64
 
 // policy compiles c.p; nil when it contributes nothing (a broken allow
 // policy).
@@ -197,6 +206,15 @@ func (c *compiler) policy(ordinal int) *cpolicy {
 	cp := &cpolicy{ref: RuleRef{Namespace: p.Namespace, Policy: p.Name}, ordinal: ordinal, byPort: map[int32][]*crule{}}
 	if p.Namespace == "" {
 		c.bad("metadata.namespace", "is empty: an AccessPolicy applies to the workloads of its own namespace")
+	} else if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
+		c.bad("metadata.namespace", "%q is not a namespace name: %s", p.Namespace, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Subdomain(p.Name); len(errs) > 0 {
+		c.bad("metadata.name", "%q is not an object name: %s", p.Name, strings.Join(errs, "; "))
+	}
+	if len(spec.Rules) > maxRules {
+		c.bad("spec.rules", "has %d rules; at most %d: split the policy", len(spec.Rules), maxRules)
+		spec = &v1alpha1.AccessPolicySpec{Selector: spec.Selector, Action: spec.Action, Mode: spec.Mode, Rules: spec.Rules[:maxRules]}
 	}
 	switch spec.Action {
 	case v1alpha1.ActionAllow, "":
@@ -213,7 +231,11 @@ func (c *compiler) policy(ordinal int) *cpolicy {
 	default:
 		c.bad("spec.mode", "%q is not Enforce or Audit", spec.Mode)
 	}
-	c.selector(cp)
+	if !c.selector(cp) && cp.deny {
+		// A broken selector cannot be trusted to select what it meant:
+		// the deny policy then covers the whole namespace.
+		cp.labels, cp.sas = nil, nil
+	}
 	if len(spec.Rules) == 0 {
 		c.bad("spec.rules", "is empty: a policy needs at least one rule (a rule with no fields matches every request)")
 	}
@@ -245,7 +267,9 @@ func (c *compiler) policy(ordinal int) *cpolicy {
 	return cp
 }
 
-func (c *compiler) selector(cp *cpolicy) {
+// selector compiles the selector; false if it has problems.
+func (c *compiler) selector(cp *cpolicy) bool {
+	before := len(c.problems)
 	sel := &c.p.Spec.Selector
 	for k, v := range sel.MatchLabels {
 		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
@@ -265,6 +289,7 @@ func (c *compiler) selector(cp *cpolicy) {
 			cp.sas[sa] = struct{}{}
 		}
 	}
+	return len(c.problems) == before
 }
 
 func (cp *cpolicy) addRule(r *crule) {
@@ -325,8 +350,12 @@ func (c *compiler) source(s *v1alpha1.Source, field string) csource {
 			cs.ids[id] = struct{}{}
 			continue
 		}
-		if !strings.HasPrefix(id, "spiffe://") || strings.HasPrefix(id, "spiffe://*") {
+		rest, ok := strings.CutPrefix(id, "spiffe://")
+		tdName, _, _ := strings.Cut(rest, "/")
+		if !ok || !strings.Contains(rest, "/") {
 			c.bad(f, "pattern %q must start with spiffe://<trust-domain>/", id)
+		} else if _, err := spiffeid.TrustDomainFromString(tdName); err != nil {
+			c.bad(f, "pattern %q: wildcards may stand only in the path, never in the trust domain %q", id, tdName)
 		}
 		g, err := compileGlob(id)
 		if err != nil {
@@ -388,7 +417,7 @@ func (c *compiler) dest(d *v1alpha1.Destination, field string) cdest {
 		}
 	}
 	for i, m := range d.Methods {
-		if !methodRE.MatchString(m) {
+		if !methodRE.MatchString(m) || len(m) > 32 {
 			c.bad(fmt.Sprintf("%s.methods[%d]", field, i), "%q is not an HTTP method: write it in upper case, such as GET", m)
 		}
 		cd.methods = append(cd.methods, m)

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -148,9 +150,6 @@ func (p *cpolicy) scanRules(rules []*crule, r *Request, src *source, cat *match)
 
 // selects reports whether the policy applies to the workload.
 func (p *cpolicy) selects(w *Workload) bool {
-	if p.broken && len(p.labels) == 0 && len(p.sas) == 0 {
-		return true
-	}
 	if p.sas != nil {
 		if _, ok := p.sas[w.ServiceAccount]; !ok {
 			return false
@@ -253,22 +252,41 @@ func (u *cuser) matches(user *User) bool {
 }
 
 // claimHas reports whether a claim equals want or is a list holding it.
+// Booleans and numbers compare in their JSON form: "true", "3", "2.5".
 func claimHas(claim any, want string) bool {
 	switch v := claim.(type) {
-	case string:
-		return v == want
 	case []any:
 		for _, x := range v {
-			if s, ok := x.(string); ok && s == want {
+			if scalarIs(x, want) {
 				return true
 			}
 		}
+		return false
 	case []string:
 		for _, s := range v {
 			if s == want {
 				return true
 			}
 		}
+		return false
+	}
+	return scalarIs(claim, want)
+}
+
+func scalarIs(v any, want string) bool {
+	switch x := v.(type) {
+	case string:
+		return x == want
+	case bool:
+		return strconv.FormatBool(x) == want
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64) == want
+	case int:
+		return strconv.Itoa(x) == want
+	case int64:
+		return strconv.FormatInt(x, 10) == want
+	case json.Number:
+		return x.String() == want
 	}
 	return false
 }
@@ -305,6 +323,9 @@ func (d *cdest) matches(r *Request, failClosed bool) bool {
 		}
 	}
 	if len(d.paths) > 0 {
+		if !cleanPath(r.Path) {
+			return failClosed
+		}
 		ok := false
 		for i := range d.paths {
 			if d.paths[i].matches(r.Path) {
@@ -343,6 +364,33 @@ func (p *cpath) matches(path string) bool {
 		return ok && (rest == "" || rest[0] == '/')
 	}
 	return p.glob.match(path)
+}
+
+// cleanPath reports whether p is the normalized path Decide expects:
+// absolute, without query or fragment, without empty, "." or ".."
+// segments. Path rules fail closed on anything else, so that "/api//admin"
+// or "/api/x/../admin" cannot slip past a deny rule.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '?', '#':
+			return false
+		case '/':
+			seg := p[i+1:]
+			if j := strings.IndexByte(seg, '/'); j >= 0 {
+				seg = seg[:j]
+			} else if seg == "" {
+				continue // a trailing slash
+			}
+			if seg == "" || seg == "." || seg == ".." {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // hostMatches: exact, or "*.example.com" for any name below example.com.

@@ -28,7 +28,7 @@ type glob struct {
 // maxGlobStates bounds a pattern so that its states fit one word.
 const maxGlobStates = 63
 
-var errGlobTooLong = errors.New("too long: at most 63 characters from its first wildcard on")
+var errGlobTooLong = errors.New("too long: at most 63 characters and wildcards (* and ** count one each) from its first wildcard on")
 
 func compileGlob(pattern string) (*glob, error) {
 	g := &glob{}

@@ -3,12 +3,12 @@ package policy
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"kzero.dev/kzero/api/v1alpha1"
@@ -45,11 +45,15 @@ func Parse(data []byte) ([]v1alpha1.AccessPolicy, error) {
 		if string(js) == "null" {
 			continue
 		}
+		// Case-sensitive and strict, as the API server decodes: encoding/json
+		// would take "Action" for "action".
 		var p v1alpha1.AccessPolicy
-		dec := json.NewDecoder(bytes.NewReader(js))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
+		strict, err := sigsjson.UnmarshalStrict(js, &p)
+		if err != nil {
 			return nil, fmt.Errorf("policy: document %d: %w", doc, err)
+		}
+		if len(strict) > 0 {
+			return nil, fmt.Errorf("policy: document %d: %w (field names are case-sensitive)", doc, errors.Join(strict...))
 		}
 		if p.APIVersion != v1alpha1.Group+"/"+v1alpha1.Version || p.Kind != v1alpha1.Kind {
 			return nil, fmt.Errorf("policy: document %d is %q %q; want apiVersion %s/%s, kind %s",

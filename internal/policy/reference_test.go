@@ -3,6 +3,7 @@ package policy_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"path"
 	"sort"
 	"strings"
 	"testing"
@@ -135,16 +136,16 @@ func refSource(s v1alpha1.Source, r *policy.Request, policyNS string) bool {
 		}
 		for k, v := range u.Claims {
 			switch c := r.User.Claims[k].(type) {
-			case string:
-				if c != v {
-					return false
-				}
 			case []any:
-				if !anyOf(len(c), func(i int) bool { return c[i] == v }) {
+				if !anyOf(len(c), func(i int) bool { return fmt.Sprint(c[i]) == v }) {
 					return false
 				}
-			default:
+			case nil:
 				return false
+			default:
+				if fmt.Sprint(c) != v {
+					return false
+				}
 			}
 		}
 	}
@@ -163,6 +164,9 @@ func refDest(d v1alpha1.Destination, r *policy.Request, deny bool) bool {
 	}
 	if len(d.Methods) > 0 && !anyOf(len(d.Methods), func(i int) bool { return d.Methods[i] == r.Method }) {
 		return false
+	}
+	if len(d.Paths) > 0 && (!strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, "?#") || path.Clean(r.Path) != strings.TrimSuffix(r.Path, "/") && path.Clean(r.Path) != r.Path) {
+		return deny // not a normalized path: fail closed
 	}
 	if len(d.Paths) > 0 && !anyOf(len(d.Paths), func(i int) bool {
 		p := d.Paths[i]
@@ -259,10 +263,14 @@ func refCEL(t *testing.T, expr string, r *policy.Request) (bool, error) {
 	if r.User != nil {
 		user = map[string]any{"issuer": r.User.Issuer, "subject": r.User.Subject, "claims": r.User.Claims}
 	}
+	request := map[string]any{"port": int64(r.Port), "http": r.HTTP}
+	if r.HTTP { // without HTTP, reading these is an error
+		request["method"], request["path"], request["host"], request["headers"] = r.Method, r.Path, r.Host, headers
+	}
 	out, _, err := prg.Eval(map[string]any{
 		"source":      map[string]string{"spiffeID": r.Source.String(), "trustDomain": r.Source.TrustDomain().Name(), "namespace": ns, "serviceAccount": sa},
 		"destination": map[string]any{"namespace": r.Destination.Namespace, "serviceAccount": r.Destination.ServiceAccount, "labels": r.Destination.Labels},
-		"request":     map[string]any{"port": int64(r.Port), "http": r.HTTP, "method": r.Method, "path": r.Path, "host": r.Host, "headers": headers},
+		"request":     request,
 		"user":        user,
 	})
 	if err != nil {
@@ -314,6 +322,7 @@ var (
 	ports      = []int32{80, 443, 8080}
 	methods    = []string{"GET", "POST"}
 	paths      = []string{"/", "/api", "/api/items", "/api/items/7", "/api/admin/x", "/healthz", "/apix"}
+	oddPaths   = []string{"/api//admin/x", "/api/x/../admin", "/api/admin?x=1", "/api/items/", "api"}
 	conditions = []string{
 		`request.method == "GET"`,
 		`source.namespace == "web"`,
@@ -379,6 +388,9 @@ func randomRule(rng *rand.Rand, j int) v1alpha1.Rule {
 			s.ServiceAccounts = []string{pick(rng, []string{"frontend", "web/frontend", "shop/admin"})}
 		case 3:
 			s.User = &v1alpha1.UserMatch{Issuer: pick(rng, []string{"", "https://idp"}), Claims: map[string]string{"groups": pick(rng, []string{"admins", "dev"})}}
+			if rng.IntN(3) == 0 {
+				s.User.Claims = map[string]string{"suspended": pick(rng, []string{"true", "false"}), "level": "3"}
+			}
 		}
 		if len(s.SPIFFEIDs)+len(s.Namespaces)+len(s.ServiceAccounts) == 0 && s.User == nil {
 			s.Namespaces = []string{pick(rng, namespaces)}
@@ -419,14 +431,15 @@ func randomRequest(rng *rand.Rand) policy.Request {
 		Source:      id(src),
 		Destination: policy.Workload{Namespace: pick(rng, namespaces), ServiceAccount: sa, Labels: map[string]string{"app": pick(rng, sas), "tier": pick(rng, []string{"backend", "edge"})}},
 		Port:        pick(rng, ports), HTTP: rng.IntN(4) != 0,
-		Method: pick(rng, methods), Path: pick(rng, paths), Host: pick(rng, []string{"cart.shop.svc", "x.cart.shop.svc", "shop.svc"}),
+		Method: pick(rng, methods), Path: pick(rng, append(paths, oddPaths[rng.IntN(len(oddPaths))])), Host: pick(rng, []string{"cart.shop.svc", "x.cart.shop.svc", "shop.svc"}),
 	}
 	if rng.IntN(2) == 0 {
 		r.Headers = map[string]string{"x-env": pick(rng, []string{"prod", "dev"})}
 	}
 	if rng.IntN(3) == 0 {
 		r.User = &policy.User{Issuer: pick(rng, []string{"https://idp", "https://evil"}), Subject: "ann",
-			Claims: map[string]any{"groups": pick(rng, []any{"admins", []any{"dev", "admins"}, []any{"dev"}})}}
+			Claims: map[string]any{"groups": pick(rng, []any{"admins", []any{"dev", "admins"}, []any{"dev"}}),
+				"suspended": pick(rng, []any{true, false}), "level": pick(rng, []any{3.0, 2.5, "3"})}}
 	}
 	return r
 }
