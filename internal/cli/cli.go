@@ -40,12 +40,7 @@ From a person's shell:
 	root.SetErr(errOut)
 	root.AddCommand(
 		versionCommand(),
-		notBuilt("authority", "Run the trust domain's certificate authority and PodCertificateRequest signer",
-			`Runs the CA (root and issuing intermediate, rotated with overlap), signs
-PodCertificateRequests for the signer kzero.dev/identity, issues SVIDs to
-node agents and gateways, publishes the trust bundle (ClusterTrustBundle,
-SPIFFE bundle endpoint), serves the admission webhooks and receives
-Kubernetes audit events. Runs as a Deployment with one leader.`),
+		authorityCommand(),
 		notBuilt("agent", "Serve the SPIFFE Workload API and the node's mTLS tunnel",
 			`Runs on every node (DaemonSet): serves the SPIFFE Workload API on a unix
 socket to the pods of its node, attested by pid, cgroup and pod, and

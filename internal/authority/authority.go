@@ -1,0 +1,81 @@
+package authority
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/client-go/kubernetes"
+
+	"kzero.dev/kzero/internal/ca"
+)
+
+// Config configures an Authority: the Signer and the Rotator of one CA.
+type Config struct {
+	// Client reaches the API server. Required.
+	Client kubernetes.Interface
+	// CA signs, rotates and gives the bundle. Required.
+	CA *ca.CA
+	// TrustDomain must be the CA's. Required.
+	TrustDomain spiffeid.TrustDomain
+	// Audit records every issuance and refusal. Required.
+	Audit Auditor
+	// Log receives operational messages. Required.
+	Log *slog.Logger
+	// Lifetime and Backdate: see SignerConfig.
+	Lifetime, Backdate time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Authority signs PodCertificateRequests and keeps the CA rotated and its
+// bundle published.
+type Authority struct {
+	signer  *Signer
+	rotator *Rotator
+}
+
+// New checks cfg and builds the Signer and the Rotator; it makes no
+// request until Run. The ClusterTrustBundle is BundleName(trust domain).
+func New(cfg Config) (*Authority, error) {
+	var issuer Issuer
+	var rotating Rotating
+	if cfg.CA != nil {
+		issuer, rotating = cfg.CA, cfg.CA
+	}
+	s, err := NewSigner(SignerConfig{Client: cfg.Client, CA: issuer, TrustDomain: cfg.TrustDomain, Audit: cfg.Audit,
+		Log: cfg.Log, Lifetime: cfg.Lifetime, Backdate: cfg.Backdate, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewRotator(RotatorConfig{Client: cfg.Client, CA: rotating, BundleName: BundleName(cfg.TrustDomain.Name()),
+		Log: cfg.Log, Now: cfg.Now})
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{signer: s, rotator: r}, nil
+}
+
+// Run runs the Signer and the Rotator until ctx ends or one of them fails;
+// it stops the other and returns the first error (ctx.Err() when ctx
+// ended).
+func (a *Authority) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, run := range []func(context.Context) error{a.rotator.Run, a.signer.Run} {
+		wg.Go(func() {
+			errs[i] = run(ctx)
+			cancel(errs[i])
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}

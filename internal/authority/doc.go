@@ -1,0 +1,18 @@
+// Package authority is the kzero authority's Kubernetes side: the signer
+// of certificates.k8s.io/v1 PodCertificateRequests for kzero.dev/identity,
+// and the publisher of the trust bundle as a ClusterTrustBundle.
+//
+// kubelet makes each pod's key, and asks for a certificate with a
+// PodCertificateRequest. The Signer checks the request against the API
+// server (the pod exists with that UID, on that node, under that service
+// account, in an enrolled namespace), decides with the pure function Decide,
+// and then has the CA (internal/ca) sign an X.509-SVID for
+// spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, or denies the
+// request with a reason a person can act on. Every issuance and denial is an
+// audit event.
+//
+// The Rotator runs the CA's rotation at the times the CA names and
+// publishes the bundle after every change, so that peers (and kubelet's
+// clusterTrustBundle projection) always hold every authority that verifies
+// a live SVID.
+package authority

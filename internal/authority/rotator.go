@@ -1,0 +1,106 @@
+package authority
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"k8s.io/client-go/kubernetes"
+
+	"kzero.dev/kzero/internal/ca"
+)
+
+// Rotating is the part of the CA the Rotator drives: *ca.CA.
+type Rotating interface {
+	Rotate(context.Context) (ca.RotationReport, error)
+	Next() time.Time
+	Bundle() *spiffebundle.Bundle
+}
+
+// RotatorConfig configures a Rotator.
+type RotatorConfig struct {
+	// Client reaches the API server. Required.
+	Client kubernetes.Interface
+	// CA is rotated and its bundle published. Required.
+	CA Rotating
+	// BundleName is the ClusterTrustBundle's name; it must start with
+	// BundleNamePrefix. Required (BundleName(trustDomain) is the usual).
+	BundleName string
+	// Log receives operational messages. Required.
+	Log *slog.Logger
+	// Retry is how soon a failed rotation or publication is tried again;
+	// zero means 10 seconds.
+	Retry time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Rotator runs the CA's rotation at the times the CA names, and keeps the
+// ClusterTrustBundle equal to the CA's bundle: it publishes at start and
+// after every rotation (and repairs the object if someone changed it).
+type Rotator struct {
+	cfg RotatorConfig
+	pub publisher
+}
+
+// NewRotator checks cfg; it makes no request until Run.
+func NewRotator(cfg RotatorConfig) (*Rotator, error) {
+	var errs []error
+	if cfg.Client == nil {
+		errs = append(errs, errors.New("client: required"))
+	}
+	if cfg.CA == nil {
+		errs = append(errs, errors.New("ca: required"))
+	}
+	if len(cfg.BundleName) <= len(BundleNamePrefix) || cfg.BundleName[:len(BundleNamePrefix)] != BundleNamePrefix {
+		errs = append(errs, fmt.Errorf("bundleName: %q must be %s followed by a name (kube-apiserver's rule for a signer's ClusterTrustBundle)", cfg.BundleName, BundleNamePrefix))
+	}
+	if cfg.Log == nil {
+		errs = append(errs, errors.New("log: required"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("authority: invalid rotator config: %w", errors.Join(errs...))
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Rotator{cfg: cfg, pub: publisher{ctbs: cfg.Client.CertificatesV1().ClusterTrustBundles(), name: cfg.BundleName}}, nil
+}
+
+// Run publishes the bundle, then rotates at every time the CA names and
+// publishes again, until ctx ends; it returns ctx.Err(). Failures are
+// logged and retried after Retry: the CA keeps signing with its current
+// state meanwhile.
+func (r *Rotator) Run(ctx context.Context) error {
+	log := r.cfg.Log
+	for {
+		wait := r.cfg.Retry
+		rep, err := r.cfg.CA.Rotate(ctx)
+		for _, step := range rep.Steps {
+			log.Info("CA rotated", "step", step, "sequence", rep.Sequence)
+		}
+		if err != nil {
+			log.Error("CA rotation failed; the CA keeps its current state", "error", err, "retryIn", wait)
+		} else if wrote, err := r.pub.publish(ctx, r.cfg.CA.Bundle()); err != nil {
+			log.Error("publishing the trust bundle failed", "clusterTrustBundle", r.cfg.BundleName, "error", err, "retryIn", wait)
+		} else {
+			if wrote {
+				log.Info("published the trust bundle", "clusterTrustBundle", r.cfg.BundleName, "sequence", rep.Sequence)
+			}
+			wait = r.cfg.CA.Next().Sub(r.cfg.Now())
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

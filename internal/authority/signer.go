@@ -1,0 +1,268 @@
+package authority
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	certv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	certlisters "k8s.io/client-go/listers/certificates/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"kzero.dev/kzero/internal/audit"
+	"kzero.dev/kzero/internal/ca"
+)
+
+// Issuer signs X.509-SVIDs: *ca.CA.
+type Issuer interface {
+	IssueX509SVID(ca.X509Request) (*ca.X509SVID, error)
+}
+
+// Auditor records audit events: *audit.Recorder.
+type Auditor interface {
+	Record(audit.Event) error
+}
+
+// SignerConfig configures a Signer.
+type SignerConfig struct {
+	// Client reaches the API server. Required.
+	Client kubernetes.Interface
+	// CA signs. Required.
+	CA Issuer
+	// TrustDomain of the IDs issued. Required.
+	TrustDomain spiffeid.TrustDomain
+	// Audit records every issuance and refusal. Required.
+	Audit Auditor
+	// Log receives operational messages (never key material). Required.
+	Log *slog.Logger
+	// Lifetime is the lifetime kzero issues, fitted into each request's
+	// limits (see Decide); zero means DefaultLifetime.
+	Lifetime time.Duration
+	// Backdate must be the CA's Backdate (zero: ca.DefaultBackdate): the
+	// CA backdates NotBefore by it, and kube-apiserver measures a leaf's
+	// lifetime from NotBefore, so the signer asks for that much less.
+	Backdate time.Duration
+	// Workers is how many requests are handled at once; zero means 2.
+	Workers int
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Signer answers the PodCertificateRequests for SignerName. Create it
+// with NewSigner and call Run once.
+type Signer struct {
+	cfg    SignerConfig
+	queue  workqueue.TypedRateLimitingInterface[string]
+	lister certlisters.PodCertificateRequestLister
+	synced cache.InformerSynced
+	start  func(<-chan struct{})
+	once   sync.Once
+}
+
+// NewSigner checks cfg and sets up the informer; it makes no request until
+// Run.
+func NewSigner(cfg SignerConfig) (*Signer, error) {
+	var errs []error
+	if cfg.Client == nil {
+		errs = append(errs, errors.New("client: required"))
+	}
+	if cfg.CA == nil {
+		errs = append(errs, errors.New("ca: required"))
+	}
+	if cfg.TrustDomain.IsZero() {
+		errs = append(errs, errors.New("trustDomain: required"))
+	}
+	if cfg.Audit == nil {
+		errs = append(errs, errors.New("audit: required"))
+	}
+	if cfg.Log == nil {
+		errs = append(errs, errors.New("log: required"))
+	}
+	if cfg.Lifetime != 0 && cfg.Lifetime < MinLifetime {
+		errs = append(errs, fmt.Errorf("lifetime: %s is under the %s Kubernetes requires", cfg.Lifetime, MinLifetime))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("authority: invalid signer config: %w", errors.Join(errs...))
+	}
+	if cfg.Backdate == 0 {
+		cfg.Backdate = ca.DefaultBackdate
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Minute,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", SignerName).String()
+		}))
+	inf := factory.Certificates().V1().PodCertificateRequests()
+	s := &Signer{
+		cfg: cfg,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kzero-pcr-signer"}),
+		lister: inf.Lister(),
+		synced: inf.Informer().HasSynced,
+		start:  factory.Start,
+	}
+	enqueue := func(obj any) {
+		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+			s.queue.Add(key)
+		}
+	}
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("authority: watch PodCertificateRequests: %w", err)
+	}
+	return s, nil
+}
+
+// Run watches PodCertificateRequests and answers them until ctx ends; it
+// then stops its workers and returns ctx.Err(). Call it once.
+func (s *Signer) Run(ctx context.Context) error {
+	defer s.queue.ShutDown()
+	s.start(ctx.Done())
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, s.synced) {
+		return ctx.Err()
+	}
+	s.cfg.Log.Info("signing PodCertificateRequests", "signer", SignerName, "trustDomain", s.cfg.TrustDomain.Name(), "workers", s.cfg.Workers)
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Go(func() {
+			for s.next(ctx) {
+			}
+		})
+	}
+	<-ctx.Done()
+	s.queue.ShutDown()
+	wg.Wait()
+	return ctx.Err()
+}
+
+// next handles one key of the queue; false when the queue shut down.
+func (s *Signer) next(ctx context.Context) bool {
+	key, shutdown := s.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer s.queue.Done(key)
+	if err := s.sync(ctx, key); err != nil {
+		s.cfg.Log.Warn("PodCertificateRequest not answered yet; will retry", "request", key, "error", err)
+		s.queue.AddRateLimited(key)
+		return true
+	}
+	s.queue.Forget(key)
+	return true
+}
+
+// sync answers one request, unless it is gone or already answered.
+func (s *Signer) sync(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return nil // not a key this informer makes; nothing to retry
+	}
+	r, err := s.lister.PodCertificateRequests(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if terminal(r) || r.Spec.SignerName != SignerName {
+		return nil
+	}
+	in, err := s.gather(ctx, r)
+	if err != nil {
+		return err
+	}
+	d := Decide(in)
+	if !d.Issue {
+		return s.close(ctx, r, d.ID, certv1.PodCertificateRequestConditionTypeDenied, string(d.Reason), d.Message)
+	}
+	svid, err := s.cfg.CA.IssueX509SVID(ca.X509Request{ID: d.ID, CSR: r.Spec.StubPKCS10Request, TTL: d.Lifetime - s.cfg.Backdate})
+	if err != nil {
+		ref, ok := classify(err)
+		if !ok {
+			return fmt.Errorf("authority: sign %s: %w", d.ID, err)
+		}
+		return s.close(ctx, r, d.ID, ref.typ, ref.reason, err.Error())
+	}
+	if err := checkLifetime(r, svid); err != nil {
+		return s.close(ctx, r, d.ID, certv1.PodCertificateRequestConditionTypeFailed, conditionSignerFailed, err.Error())
+	}
+	up := r.DeepCopy()
+	up.Status = issuedStatus(r, svid, s.cfg.Now())
+	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(ns).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
+		// The certificate never left the authority: nothing was issued.
+		return fmt.Errorf("authority: set status of PodCertificateRequest %s: %w", key, err)
+	}
+	s.cfg.Log.Info("issued", "request", key, "spiffeID", svid.ID.String(), "notAfter", svid.NotAfter)
+	s.record(issuedEvent(r, svid))
+	return nil
+}
+
+// close denies or fails a request and audits it.
+func (s *Signer) close(ctx context.Context, r *certv1.PodCertificateRequest, id spiffeid.ID, typ, reason, message string) error {
+	up := r.DeepCopy()
+	up.Status = closedStatus(r, typ, reason, message, s.cfg.Now())
+	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(r.Namespace).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("authority: set %s status of PodCertificateRequest %s/%s: %w", typ, r.Namespace, r.Name, err)
+	}
+	s.cfg.Log.Info("refused", "request", r.Namespace+"/"+r.Name, "condition", typ, "reason", reason, "message", message)
+	s.record(refusedEvent(r, id, s.cfg.TrustDomain, reason, message))
+	return nil
+}
+
+// record writes an audit event; a failure is logged loudly, since what the
+// authority decides must not go unseen.
+func (s *Signer) record(e audit.Event) {
+	if err := s.cfg.Audit.Record(e); err != nil {
+		s.cfg.Log.Error("audit event not recorded", "error", err)
+	}
+}
+
+// gather reads, from the API server itself rather than a cache, the
+// objects the request names. Objects that do not exist are left nil.
+func (s *Signer) gather(ctx context.Context, r *certv1.PodCertificateRequest) (Input, error) {
+	in := Input{Request: r, TrustDomain: s.cfg.TrustDomain, Lifetime: s.cfg.Lifetime}
+	core := s.cfg.Client.CoreV1()
+	var err error
+	if in.Namespace, err = orNil(core.Namespaces().Get(ctx, r.Namespace, metav1.GetOptions{})); err != nil {
+		return in, fmt.Errorf("authority: get namespace %s: %w", r.Namespace, err)
+	}
+	if in.Pod, err = orNil(core.Pods(r.Namespace).Get(ctx, r.Spec.PodName, metav1.GetOptions{})); err != nil {
+		return in, fmt.Errorf("authority: get pod %s/%s: %w", r.Namespace, r.Spec.PodName, err)
+	}
+	if in.ServiceAccount, err = orNil(core.ServiceAccounts(r.Namespace).Get(ctx, r.Spec.ServiceAccountName, metav1.GetOptions{})); err != nil {
+		return in, fmt.Errorf("authority: get service account %s/%s: %w", r.Namespace, r.Spec.ServiceAccountName, err)
+	}
+	if in.Node, err = orNil(core.Nodes().Get(ctx, string(r.Spec.NodeName), metav1.GetOptions{})); err != nil {
+		return in, fmt.Errorf("authority: get node %s: %w", r.Spec.NodeName, err)
+	}
+	return in, nil
+}
+
+// orNil turns NotFound into a nil object and no error.
+func orNil[T any](obj *T, err error) (*T, error) {
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
