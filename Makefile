@@ -9,10 +9,14 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X kzero.dev/kzero/internal/version.version=$(VERSION) -X kzero.dev/kzero/internal/version.commit=$(COMMIT)
 
+# golangci-lint, pinned in hack/tools/go.mod, built once into .cache/tools.
+LINT_VERSION := $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "github.com/golangci/golangci-lint/v2") {print $$(i+1); exit}}' hack/tools/go.mod)
+LINT := .cache/tools/golangci-lint-$(LINT_VERSION)
+
 FUZZTIME ?= 10s
 BENCHTIME ?= 2s
 
-.PHONY: all build test check unit fuzz bench demo help
+.PHONY: all build test check lint unit fuzz bench demo help
 all: build
 
 help: ## list the targets
@@ -30,10 +34,19 @@ check: ## gofmt, go vet (with the e2e build tag), go mod tidy
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet -tags e2e ./...
 	cd hack/k8s && $(GO) vet ./cmd/...
+	@$(MAKE) --no-print-directory lint
 	@cp go.mod /tmp/kzero-go.mod.$$$$ && cp go.sum /tmp/kzero-go.sum.$$$$ && $(GO) mod tidy && \
 	  if ! cmp -s go.mod /tmp/kzero-go.mod.$$$$ || ! cmp -s go.sum /tmp/kzero-go.sum.$$$$; then \
 	    echo "go.mod or go.sum was not tidy: run 'go mod tidy' and commit"; exit 1; fi; \
 	  rm -f /tmp/kzero-go.mod.$$$$ /tmp/kzero-go.sum.$$$$
+
+lint: $(LINT) ## golangci-lint (gosec, errname, contextcheck, exhaustive, forbidigo...; .golangci.yml)
+	$(LINT) run ./...
+
+$(LINT): hack/tools/go.mod
+	@echo "== building golangci-lint $(LINT_VERSION) (once; about a minute)"
+	@mkdir -p $(dir $(LINT))
+	cd hack/tools && $(GO) build -o $(CURDIR)/$(LINT) github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 unit: ## unit and integration tests, with every fuzz target's seed corpus
 	@echo "== unit tests"

@@ -211,12 +211,12 @@ func (w *walker) check(path string, typ reflect.Type, s map[string]any) {
 	}
 	// apiVersion and kind at the root are the API server's to bound.
 	bounded := strings.HasPrefix(path, "spec") || strings.HasPrefix(path, "status")
-	switch {
-	case typ == timeType:
+	switch typ {
+	case timeType:
 		w.want(path, s, "type", "string")
 		w.want(path, s, "format", "date-time")
 		return
-	case typ == objectMetaType:
+	case objectMetaType:
 		w.want(path, s, "type", "object")
 		if s["properties"] != nil {
 			w.errorf(path, "metadata is the API server's: give it no properties")

@@ -21,8 +21,6 @@ const (
 	nLines  = 13
 )
 
-var checkpointLines = []int{5, 10, 13}
-
 func TestVerifyUntouchedLog(t *testing.T) {
 	f := writeLog(t, nil, nEvents, every)
 	for _, bundle := range []bool{false, true} {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -86,7 +87,10 @@ func Verify(r io.Reader, opts Options) (Report, error) {
 				Detail: "is cut short (no newline at its end): the writer stopped mid-record or the file was cut"}
 		}
 		if err != nil {
-			re := err.(*RecordError)
+			var re *RecordError
+			if !errors.As(err, &re) {
+				return rep, err
+			}
 			re.Line, re.Seq = line, 0
 			switch {
 			case line > 1 || !opts.Continues:
@@ -109,7 +113,7 @@ func Verify(r io.Reader, opts Options) (Report, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		if err == bufio.ErrTooLong {
+		if errors.Is(err, bufio.ErrTooLong) {
 			return rep, &RecordError{Line: line + 1, Seq: rep.Last.Seq + 1, Kind: ErrMalformed, Cause: err,
 				Detail: fmt.Sprintf("is longer than %d bytes: this is not a kzero audit log", MaxLineSize)}
 		}

@@ -66,7 +66,6 @@ type Signer struct {
 	lister certlisters.PodCertificateRequestLister
 	synced cache.InformerSynced
 	start  func(<-chan struct{})
-	once   sync.Once
 }
 
 // NewSigner checks cfg and sets up the informer; it makes no request until

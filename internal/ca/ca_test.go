@@ -119,8 +119,8 @@ func TestNewRefusesBadStore(t *testing.T) {
 			"ca: cannot read the CA's store, refusing to start: permission denied"},
 		{"not JSON", catest.NewMemStore([]byte("{")), td,
 			"ca: stored state does not parse: unexpected EOF"},
-		{"unknown field", catest.NewMemStore([]byte(strings.Replace(doc, `"version"`, `"versoin"`, 1))), td,
-			`ca: stored state does not parse: json: unknown field "versoin"`},
+		{"unknown field", catest.NewMemStore([]byte(strings.Replace(doc, `"version"`, `"versoin"`, 1))), td, //nolint:misspell // a deliberate typo
+			`ca: stored state does not parse: json: unknown field "versoin"`}, //nolint:misspell // a deliberate typo
 		{"empty record", catest.NewMemStore([]byte(`{"version": 1, "trustDomain": "cluster.local", "roots": [null]}`)), td,
 			"ca: stored state: roots[0]: empty record"},
 		{"future version", catest.NewMemStore([]byte(strings.Replace(doc, `"version": 1`, `"version": 2`, 1))), td,

@@ -27,9 +27,9 @@ const (
 	DefaultNamespace = "kzero-system"
 	DefaultName      = "kzero-ca"
 	// DataKey is the Secret's data key that holds the document.
-	DataKey = "ca.json"
+	DataKey = "ca.json" //nolint:gosec // a key name, not a credential
 	// SecretType is the type of the Secret the store creates.
-	SecretType corev1.SecretType = "kzero.dev/ca-state"
+	SecretType corev1.SecretType = "kzero.dev/ca-state" //nolint:gosec // a type name, not a credential
 )
 
 // ErrConflict is wrapped by Save when the Secret changed (or appeared)

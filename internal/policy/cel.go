@@ -64,21 +64,21 @@ func compileCEL(env *cel.Env, expr string) (cel.Program, error) {
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("does not compile: %s", iss.Err())
+		return nil, fmt.Errorf("does not compile: %w", iss.Err())
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("has type %s; a condition must be a bool", ast.OutputType())
 	}
 	est, err := env.EstimateCost(ast, sizeEstimator{})
 	if err != nil {
-		return nil, fmt.Errorf("cost cannot be estimated: %v", err)
+		return nil, fmt.Errorf("cost cannot be estimated: %w", err)
 	}
 	if est.Max > celCostLimit {
 		return nil, fmt.Errorf("may cost up to %d to evaluate; the limit is %d: simplify it (fewer loops over headers or claims)", est.Max, celCostLimit)
 	}
 	prg, err := env.Program(ast, cel.CostLimit(celCostLimit), cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, fmt.Errorf("cannot be planned: %v", err)
+		return nil, fmt.Errorf("cannot be planned: %w", err)
 	}
 	return prg, nil
 }
@@ -96,8 +96,9 @@ func (sizeEstimator) EstimateSize(element checker.AstNode) *checker.SizeEstimate
 	case cel.MapType(cel.StringType, cel.DynType).Kind(), cel.ListType(cel.DynType).Kind(), cel.DynType.Kind():
 		// Claims' values (lists of groups, say) are bounded like maps.
 		return &checker.SizeEstimate{Min: 0, Max: maxMapEntries}
+	default:
+		return nil // numbers and booleans have no size
 	}
-	return nil
 }
 
 func (sizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {

@@ -362,8 +362,10 @@ func (p *cpath) matches(path string) bool {
 		}
 		rest, ok := strings.CutPrefix(path, p.value)
 		return ok && (rest == "" || rest[0] == '/')
+	case pathGlob:
+		return p.glob.match(path)
 	}
-	return p.glob.match(path)
+	return false
 }
 
 // cleanPath reports whether p is the normalized path Decide expects:

@@ -135,8 +135,9 @@ func succeeded(p *corev1.Pod) (bool, error) {
 		return true, nil
 	case corev1.PodFailed:
 		return false, fmt.Errorf("pod failed")
+	default:
+		return false, nil
 	}
-	return false, nil
 }
 
 func ready(p *corev1.Pod) (bool, error) {

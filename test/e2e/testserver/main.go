@@ -61,9 +61,10 @@ func serve(addr string) error {
 	defer stop()
 	go func() {
 		<-ctx.Done()
+		// ctx is done: the shutdown needs a context of its own.
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(shutdown)
+		_ = srv.Shutdown(shutdown) //nolint:contextcheck // ctx is done: the shutdown needs a context of its own
 	}()
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
@@ -83,7 +84,7 @@ func fetch(url string, within time.Duration) error {
 				_, err = os.Stdout.Write(body)
 				return err
 			}
-			err = fmt.Errorf("%s: %s %v", url, resp.Status, rerr)
+			err = fmt.Errorf("%s: %s %w", url, resp.Status, rerr)
 		}
 		if time.Now().After(deadline) {
 			return err
