@@ -58,9 +58,7 @@ a cluster and reports what breaks zero trust, with how to fix it.`),
 		notBuilt("status", "Show the state of kzero in a cluster",
 			`Shows the authority's leader, the CA's rotation schedule, the bundle's
 sequence number, enrolled namespaces and the agents' health.`),
-		notBuilt("install", "Render the manifests that install kzero",
-			`Prints the manifests (namespace, RBAC, Deployments, DaemonSet, webhooks,
-CRDs) that install kzero into a cluster.`),
+		installCommand(),
 		notBuilt("up", "Run kzero on one machine, without Kubernetes",
 			`Runs the authority and an agent on this machine with a file store and
 unix attestation: for trying kzero out, and for VMs and legacy hosts.`),

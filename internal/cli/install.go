@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+
+	"kzero.dev/kzero/internal/install"
+)
+
+func installCommand() *cobra.Command {
+	var o install.Options
+	var pull string
+	c := &cobra.Command{
+		Use:   "install --image IMAGE",
+		Short: "Render the manifests that install kzero",
+		Long: `Prints the manifests that install kzero into a cluster, to apply with
+kubectl apply -f -: the namespace (kzero-system), the AccessPolicy CRD, the
+authority's service account and least-privilege RBAC (docs/authority.md),
+its Deployment (two replicas, one leader), Service and
+PodDisruptionBudget, and the mutating webhook that gives pods of enrolled
+namespaces (label kzero.dev/enrolled=true) their identity volume. The
+webhook never sees kube-system or namespaces that are not enrolled.`,
+		Example: "  kzero install --image registry.example/kzero:v0.1.0 | kubectl apply -f -",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.PullPolicy = corev1.PullPolicy(pull)
+			out, err := install.Render(o)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Image, "image", "", "the kzero image (required)")
+	f.StringVar(&o.Namespace, "namespace", "kzero-system", "the namespace kzero runs in")
+	f.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the cluster's SPIFFE trust domain")
+	f.Int32Var(&o.Replicas, "replicas", 2, "replicas of the authority (one leads)")
+	f.StringVar(&pull, "pull-policy", string(corev1.PullIfNotPresent), "the image pull policy: Always, IfNotPresent or Never")
+	return c
+}

@@ -1,0 +1,290 @@
+// Package install renders the manifests that install kzero into a
+// cluster: its namespace, the AccessPolicy CRD, the authority's service
+// account and least-privilege RBAC, its Deployment (two replicas, one
+// leader), Service, PodDisruptionBudget, and the mutating webhook that gives
+// pods of enrolled namespaces their identity. `kzero install` prints them.
+package install
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"kzero.dev/kzero/api/v1alpha1"
+)
+
+// Names of what the manifests create.
+const (
+	Name          = "kzero-authority"
+	SecretName    = "kzero-ca"
+	WebhookConfig = "kzero-pod-identity"
+	WebhookPath   = "/mutate-pods"
+	WebhookPort   = 8443
+	SignerName    = "kzero.dev/identity"
+	EnrolledLabel = "kzero.dev/enrolled"
+)
+
+// Options choose what to install. The zero value of a field means its
+// default, except Image, which is required.
+type Options struct {
+	// Image of kzero, such as registry.example/kzero:v0.1.0. Required.
+	Image string
+	// Namespace for kzero itself; kzero-system by default.
+	Namespace string
+	// TrustDomain of the cluster; cluster.local by default.
+	TrustDomain string
+	// Replicas of the authority; 2 by default (one leads).
+	Replicas int32
+	// PullPolicy of the image; IfNotPresent by default.
+	PullPolicy corev1.PullPolicy
+}
+
+func (o *Options) defaults() error {
+	if o.Namespace == "" {
+		o.Namespace = "kzero-system"
+	}
+	if o.TrustDomain == "" {
+		o.TrustDomain = "cluster.local"
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 2
+	}
+	if o.PullPolicy == "" {
+		o.PullPolicy = corev1.PullIfNotPresent
+	}
+	var errs []error
+	if o.Image == "" {
+		errs = append(errs, errors.New("image: required: name the kzero image to run, such as registry.example/kzero:v0.1.0"))
+	}
+	if msgs := validation.IsDNS1123Label(o.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("namespace: %q: %v", o.Namespace, msgs))
+	}
+	if _, err := spiffeid.TrustDomainFromString(o.TrustDomain); err != nil {
+		errs = append(errs, fmt.Errorf("trustDomain: %q: %w", o.TrustDomain, err))
+	}
+	if o.Replicas < 1 {
+		errs = append(errs, fmt.Errorf("replicas: %d: at least 1", o.Replicas))
+	}
+	switch o.PullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("pullPolicy: %q is not Always, IfNotPresent or Never", o.PullPolicy))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("install: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Render returns the manifests as one multi-document YAML stream, in the
+// order they can be applied.
+func Render(o Options) ([]byte, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	out.WriteString("# kzero: rendered by `kzero install`; apply with kubectl apply -f -\n")
+	docs := []any{namespace(o)}
+	for i, obj := range docs {
+		if err := write(&out, obj, i > 0); err != nil {
+			return nil, err
+		}
+	}
+	out.WriteString("---\n")
+	out.Write(bytes.TrimSpace(v1alpha1.CRD))
+	out.WriteString("\n")
+	for _, obj := range []any{
+		serviceAccount(o), clusterRole(), clusterRoleBinding(o), role(o), roleBinding(o),
+		deployment(o), service(o), podDisruptionBudget(o), webhook(o),
+	} {
+		if err := write(&out, obj, true); err != nil {
+			return nil, err
+		}
+	}
+	return out.Bytes(), nil
+}
+
+func write(out *bytes.Buffer, obj any, sep bool) error {
+	doc, err := yaml.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	if sep {
+		out.WriteString("---\n")
+	}
+	out.Write(doc)
+	return nil
+}
+
+func labels() map[string]string {
+	return map[string]string{"app.kubernetes.io/name": "kzero", "app.kubernetes.io/component": "authority"}
+}
+
+func meta(name, ns string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels()}
+}
+
+func namespace(o Options) *corev1.Namespace {
+	return &corev1.Namespace{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Namespace, Labels: map[string]string{
+			"app.kubernetes.io/name":             "kzero",
+			"pod-security.kubernetes.io/enforce": "restricted",
+		}},
+	}
+}
+
+func serviceAccount(o Options) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(Name, o.Namespace)}
+}
+
+// clusterRole is what the authority does cluster-wide, verb by verb; see
+// docs/authority.md for why each rule is there.
+func clusterRole() *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
+		ObjectMeta: meta(Name, ""),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests/status"}, Verbs: []string{"update"}},
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{SignerName}, Verbs: []string{"sign", "attest"}},
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"pods", "serviceaccounts", "nodes"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+				ResourceNames: []string{WebhookConfig}, Verbs: []string{"get", "update", "patch"}},
+		},
+	}
+}
+
+func clusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
+	return &rbacv1.ClusterRoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+		ObjectMeta: meta(Name, ""),
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: o.Namespace}},
+	}
+}
+
+// role is what the authority does in its own namespace: its CA's Secret and
+// its leader Lease, by name wherever Kubernetes allows (not for create).
+func role(o Options) *rbacv1.Role {
+	return &rbacv1.Role{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
+		ObjectMeta: meta(Name, o.Namespace),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{SecretName}, Verbs: []string{"get", "update"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{Name}, Verbs: []string{"get", "update"}},
+		},
+	}
+}
+
+func roleBinding(o Options) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+		ObjectMeta: meta(Name, o.Namespace),
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: o.Namespace}},
+	}
+}
+
+func deployment(o Options) *appsv1.Deployment {
+	yes, no := true, false
+	uid := int64(65532)
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: meta(Name, o.Namespace),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &o.Replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels()},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: Name,
+					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid,
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+					Containers: []corev1.Container{{
+						Name: "authority", Image: o.Image, ImagePullPolicy: o.PullPolicy,
+						Args: []string{"authority", "--trust-domain", o.TrustDomain, "--namespace", o.Namespace,
+							"--secret", SecretName, "--webhook-addr", fmt.Sprintf(":%d", WebhookPort)},
+						Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Ports: []corev1.ContainerPort{{Name: "webhook", ContainerPort: WebhookPort}},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("webhook")}},
+							PeriodSeconds: 5},
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+						},
+						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+					}},
+				},
+			},
+		},
+	}
+}
+
+func service(o Options) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta(Name, o.Namespace),
+		Spec: corev1.ServiceSpec{Selector: labels(),
+			Ports: []corev1.ServicePort{{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")}}},
+	}
+}
+
+func podDisruptionBudget(o Options) *policyv1.PodDisruptionBudget {
+	one := intstr.FromInt32(1)
+	return &policyv1.PodDisruptionBudget{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
+		ObjectMeta: meta(Name, o.Namespace),
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: labels()}},
+	}
+}
+
+// webhook is the mutating webhook. Its namespaceSelector sends it only pods
+// of enrolled namespaces, never kube-system, so its failure (policy Fail:
+// no pod of an enrolled namespace starts without its identity) blocks
+// nothing else. The authority fills caBundle.
+func webhook(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	equivalent := admissionregistrationv1.Equivalent
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	path := WebhookPath
+	timeout := int32(5)
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: meta(WebhookConfig, ""),
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "pod-identity.kzero.dev",
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: o.Namespace, Name: Name, Path: &path}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{EnrolledLabel: "true"},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name",
+					Operator: metav1.LabelSelectorOpNotIn, Values: []string{metav1.NamespaceSystem, o.Namespace}}},
+			},
+			FailurePolicy: &fail, SideEffects: &none, MatchPolicy: &equivalent, ReinvocationPolicy: &never, TimeoutSeconds: &timeout,
+		}},
+	}
+}
