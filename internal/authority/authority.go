@@ -27,6 +27,8 @@ type Config struct {
 	Log *slog.Logger
 	// Lifetime and Backdate: see SignerConfig.
 	Lifetime, Backdate time.Duration
+	// WebhookConfig: see RotatorConfig.
+	WebhookConfig string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -52,7 +54,7 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	r, err := NewRotator(RotatorConfig{Client: cfg.Client, CA: rotating, BundleName: BundleName(cfg.TrustDomain.Name()),
-		Log: cfg.Log, Now: cfg.Now})
+		WebhookConfig: cfg.WebhookConfig, Log: cfg.Log, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}

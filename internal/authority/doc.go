@@ -14,5 +14,13 @@
 // The Rotator runs the CA's rotation at the times the CA names and
 // publishes the bundle after every change, so that peers (and kubelet's
 // clusterTrustBundle projection) always hold every authority that verifies
-// a live SVID.
+// a live SVID, and keeps the caBundle of the pod identity webhook's
+// configuration equal to it.
+//
+// The Webhook serves internal/admission's handler over HTTPS with a serving
+// certificate the CA issues for the webhook's Service (not an SVID), and
+// audits every verdict. A Replica is one replica of the authority
+// Deployment: every replica serves the Webhook and keeps the CA loaded
+// read-only; the one that holds the Lease (internal/leader) reloads the CA
+// from its store and runs the Signer and the Rotator.
 package authority

@@ -29,6 +29,11 @@ type RotatorConfig struct {
 	// BundleName is the ClusterTrustBundle's name; it must start with
 	// BundleNamePrefix. Required (BundleName(trustDomain) is the usual).
 	BundleName string
+	// WebhookConfig names the MutatingWebhookConfiguration whose
+	// webhooks' caBundle the Rotator keeps equal to the bundle's X.509
+	// authorities (PEM); empty: none. The Rotator never creates it (kzero
+	// install does); while it is missing, it looks again after Retry.
+	WebhookConfig string
 	// Log receives operational messages. Required.
 	Log *slog.Logger
 	// Retry is how soon a failed rotation or publication is tried again;
@@ -42,8 +47,9 @@ type RotatorConfig struct {
 // ClusterTrustBundle equal to the CA's bundle: it publishes at start and
 // after every rotation (and repairs the object if someone changed it).
 type Rotator struct {
-	cfg RotatorConfig
-	pub publisher
+	cfg  RotatorConfig
+	pub  publisher
+	hook webhookPatcher
 }
 
 // NewRotator checks cfg; it makes no request until Run.
@@ -70,13 +76,17 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Rotator{cfg: cfg, pub: publisher{ctbs: cfg.Client.CertificatesV1().ClusterTrustBundles(), name: cfg.BundleName}}, nil
+	return &Rotator{cfg: cfg,
+		pub:  publisher{ctbs: cfg.Client.CertificatesV1().ClusterTrustBundles(), name: cfg.BundleName},
+		hook: webhookPatcher{hooks: cfg.Client.AdmissionregistrationV1().MutatingWebhookConfigurations(), name: cfg.WebhookConfig},
+	}, nil
 }
 
 // Run publishes the bundle, then rotates at every time the CA names and
-// publishes again, until ctx ends; it returns ctx.Err(). Failures are
-// logged and retried after Retry: the CA keeps signing with its current
-// state meanwhile.
+// publishes again, until ctx ends; it returns ctx.Err(). Each time it also
+// sets the webhook configuration's caBundle. Failures are logged and
+// retried after Retry: the CA keeps signing with its current state
+// meanwhile.
 func (r *Rotator) Run(ctx context.Context) error {
 	log := r.cfg.Log
 	for {
@@ -94,6 +104,19 @@ func (r *Rotator) Run(ctx context.Context) error {
 				log.Info("published the trust bundle", "clusterTrustBundle", r.cfg.BundleName, "sequence", rep.Sequence)
 			}
 			wait = r.cfg.CA.Next().Sub(r.cfg.Now())
+		}
+		if err == nil && r.cfg.WebhookConfig != "" {
+			found, wrote, err := r.hook.patch(ctx, r.cfg.CA.Bundle())
+			switch {
+			case err != nil:
+				log.Error("setting the webhook's caBundle failed", "mutatingWebhookConfiguration", r.cfg.WebhookConfig, "error", err, "retryIn", r.cfg.Retry)
+				wait = min(wait, r.cfg.Retry)
+			case !found:
+				log.Debug("no webhook configuration yet (kzero install creates it)", "mutatingWebhookConfiguration", r.cfg.WebhookConfig, "retryIn", r.cfg.Retry)
+				wait = min(wait, r.cfg.Retry)
+			case wrote:
+				log.Info("set the webhook's caBundle", "mutatingWebhookConfiguration", r.cfg.WebhookConfig, "sequence", rep.Sequence)
+			}
 		}
 		t := time.NewTimer(max(wait, 0))
 		select {

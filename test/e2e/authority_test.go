@@ -133,7 +133,8 @@ func runAuthority(t *testing.T) *syncBuffer {
 }
 
 // authorityClient is a client that acts as a service account bound to
-// exactly the RBAC docs/authority.md lists, with the CA's Secret in storeNS.
+// exactly the RBAC docs/authority.md lists, with the CA's Secret and the
+// Lease in storeNS.
 func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 	t.Helper()
 	ctx := t.Context()
@@ -148,6 +149,9 @@ func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
 		attest,
 		{APIGroups: []string{""}, Resources: []string{"pods", "serviceaccounts", "namespaces", "nodes"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+			ResourceNames: []string{authority.DefaultWebhookConfig}, Verbs: []string{"get", "update"}},
 	}
 	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "kzero-authority", Namespace: storeNS}}
 	rbac := kube.Client.RbacV1()
@@ -166,6 +170,7 @@ func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 	if _, err := rbac.Roles(storeNS).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "kzero-authority"}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"kzero-ca"}, Verbs: []string{"update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 	}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,14 @@
 //
 //	spiffe-id: spiffe://cluster.local/ns/NS/sa/SA
 //
-// and then sleeps until it is stopped. It exits 1 if the bundle is missing
-// or is no X.509-SVID.
+// and, when the trust bundle kubelet projects from the ClusterTrustBundle
+// (bundle.pem, beside it) is there, verifies the SVID against it with
+// go-spiffe and prints
+//
+//	verified: spiffe://cluster.local/ns/NS/sa/SA against bundle.pem
+//
+// Then it sleeps until it is stopped. It exits 1 if the credential bundle
+// is missing or is no X.509-SVID, or if it does not verify.
 //
 //	podcert [FILE]   (default /var/run/secrets/kzero.dev/identity/credentialbundle.pem)
 package main
@@ -16,8 +22,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
@@ -42,6 +50,20 @@ func main() {
 	}
 	fmt.Printf("spiffe-id: %s\nchain: %d certificates, leaf valid until %s\n",
 		svid.ID, len(svid.Certificates), svid.Certificates[0].NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
+	bundlePath := filepath.Join(filepath.Dir(path), "bundle.pem")
+	if _, err := os.Stat(bundlePath); err == nil {
+		bundle, err := x509bundle.Load(svid.ID.TrustDomain(), bundlePath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "podcert: trust bundle:", err)
+			os.Exit(1)
+		}
+		id, _, err := x509svid.Verify(svid.Certificates, bundle)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "podcert: the SVID does not verify against the trust bundle:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("verified: %s against bundle.pem\n", id)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()

@@ -1,0 +1,56 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestAuthorityFlags: bad flags are refused before anything reaches a
+// cluster (there is none here), with a message naming the flag.
+func TestAuthorityFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad trust domain", []string{"--trust-domain", "Cluster Local"},
+			`--trust-domain "Cluster Local": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`},
+		{"empty trust domain", []string{"--trust-domain", ""},
+			`--trust-domain "": trust domain is missing`},
+		{"lifetime too short", []string{"--lifetime", "10m"},
+			"--lifetime 10m0s: must be between 1h0m0s and 24h0m0s"},
+		{"addr without port", []string{"--webhook-addr", "10.0.0.1"},
+			`--webhook-addr "10.0.0.1": want host:port or :port: address 10.0.0.1: missing port in address`},
+		{"addr with a named port", []string{"--webhook-addr", ":https"},
+			`--webhook-addr ":https": the port must be a number from 1 to 65535`},
+		{"addr with port 0", []string{"--webhook-addr", ":0"},
+			`--webhook-addr ":0": the port must be a number from 1 to 65535`},
+		{"bad service", []string{"--webhook-service", "Kzero.Authority"},
+			`--webhook-service "Kzero.Authority": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`},
+		{"bad webhook config", []string{"--webhook-config", "kzero_pod"},
+			`--webhook-config "kzero_pod": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+		{"bad ip", []string{"--webhook-ip", "10.0.0.300"},
+			`invalid argument "10.0.0.300" for "--webhook-ip" flag: invalid string being converted to IP address: 10.0.0.300`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(append([]string{"authority", "--kubeconfig", "/nonexistent"}, tc.args...)...)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("err = %v\nwant  %s\n(output %q)", err, tc.want, out)
+			}
+		})
+	}
+}
+
+// TestAuthorityHelp: every flag is explained.
+func TestAuthorityHelp(t *testing.T) {
+	out, err := run("authority", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--kubeconfig", "--trust-domain", "--namespace", "--secret", "--lifetime", "--identity",
+		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip"} {
+		if !strings.Contains(out, "  "+flag+" ") {
+			t.Errorf("--help does not explain %s:\n%s", flag, out)
+		}
+	}
+}
