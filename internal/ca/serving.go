@@ -67,21 +67,9 @@ func (c *CA) IssueServingCertificate(req ServingRequest) (*ServingCertificate, e
 	if err != nil {
 		return nil, err
 	}
-	now := c.cfg.Now()
-	is := c.snap.Load().activeIssuer(now)
-	if is == nil || now.Before(is.rec.cert.NotBefore) {
-		return nil, refuse(ErrNoAuthority, "no issuing CA is valid at %s: the CA must rotate (is its clock right?)", now.Format(time.RFC3339))
-	}
-	notBefore := now.Add(-c.cfg.Backdate).Truncate(time.Second)
-	if notBefore.Before(is.rec.cert.NotBefore) {
-		notBefore = is.rec.cert.NotBefore
-	}
-	notAfter := now.Add(ttl).Truncate(time.Second)
-	if notAfter.After(is.rec.NotAfter) {
-		notAfter = is.rec.NotAfter
-	}
-	if notAfter.Sub(now) < minimumLeafTTLAfterClamp {
-		return nil, refuse(ErrNoAuthority, "the issuing CA expires at %s, too soon to sign: the CA must rotate", is.rec.NotAfter.Format(time.RFC3339))
+	is, notBefore, notAfter, err := c.leafWindow(ttl)
+	if err != nil {
+		return nil, err
 	}
 	serial, err := serialNumber(c.cfg.Rand)
 	if err != nil {

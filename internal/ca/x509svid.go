@@ -262,24 +262,9 @@ func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := c.cfg.Now()
-	is := c.snap.Load().activeIssuer(now)
-	if is == nil {
-		return nil, refuse(ErrNoAuthority, "no issuing CA is valid at %s: the CA must rotate (is its clock right?)", now.Format(time.RFC3339))
-	}
-	if now.Before(is.rec.cert.NotBefore) {
-		return nil, refuse(ErrNoAuthority, "the clock reads %s, before the issuing CA is valid (%s): fix the clock", now.UTC().Format(time.RFC3339), is.rec.cert.NotBefore.UTC().Format(time.RFC3339))
-	}
-	notBefore := now.Add(-c.cfg.Backdate).Truncate(time.Second)
-	if notBefore.Before(is.rec.cert.NotBefore) {
-		notBefore = is.rec.cert.NotBefore
-	}
-	notAfter := now.Add(ttl).Truncate(time.Second)
-	if notAfter.After(is.rec.NotAfter) {
-		notAfter = is.rec.NotAfter
-	}
-	if notAfter.Sub(now) < minimumLeafTTLAfterClamp {
-		return nil, refuse(ErrNoAuthority, "the issuing CA expires at %s, too soon to sign: the CA must rotate", is.rec.NotAfter.Format(time.RFC3339))
+	is, notBefore, notAfter, err := c.leafWindow(ttl)
+	if err != nil {
+		return nil, err
 	}
 	serial, err := serialNumber(c.cfg.Rand)
 	if err != nil {
@@ -314,4 +299,31 @@ func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
 	svid.Chain = append(append(svid.Chain, der), is.chain...)
 	svid.Certificates = append(append(svid.Certificates, leaf), is.chainCerts...)
 	return svid, nil
+}
+
+// leafWindow picks the issuing CA that signs now and the validity of a
+// leaf of ttl: backdated for clock skew, never before the CA's own
+// validity, never after its expiry. It refuses with ErrNoAuthority when no
+// CA may sign now.
+func (c *CA) leafWindow(ttl time.Duration) (is *issuer, notBefore, notAfter time.Time, err error) {
+	now := c.cfg.Now()
+	is = c.snap.Load().activeIssuer(now)
+	if is == nil {
+		return nil, notBefore, notAfter, refuse(ErrNoAuthority, "no issuing CA is valid at %s: the CA must rotate (is its clock right?)", now.Format(time.RFC3339))
+	}
+	if now.Before(is.rec.cert.NotBefore) {
+		return nil, notBefore, notAfter, refuse(ErrNoAuthority, "the clock reads %s, before the issuing CA is valid (%s): fix the clock", now.UTC().Format(time.RFC3339), is.rec.cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	notBefore = now.Add(-c.cfg.Backdate).Truncate(time.Second)
+	if notBefore.Before(is.rec.cert.NotBefore) {
+		notBefore = is.rec.cert.NotBefore
+	}
+	notAfter = now.Add(ttl).Truncate(time.Second)
+	if notAfter.After(is.rec.NotAfter) {
+		notAfter = is.rec.NotAfter
+	}
+	if notAfter.Sub(now) < minimumLeafTTLAfterClamp {
+		return nil, notBefore, notAfter, refuse(ErrNoAuthority, "the issuing CA expires at %s, too soon to sign: the CA must rotate", is.rec.NotAfter.Format(time.RFC3339))
+	}
+	return is, notBefore, notAfter, nil
 }
