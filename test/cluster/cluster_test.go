@@ -100,9 +100,9 @@ COMMIT
 
 func TestParseMountinfo(t *testing.T) {
 	in := `22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
-310 22 0:60 / /work/.run/cluster/kubelet/root/pods/x/volumes/kubernetes.io~projected/kube-api-access-1 rw,relatime - tmpfs tmpfs rw,size=100k
+310 22 0:60 / /srv/kzero/.run/cluster/kubelet/root/pods/x/volumes/kubernetes.io~projected/kube-api-access-1 rw,relatime - tmpfs tmpfs rw,size=100k
 `
-	want := []string{"/ ext4", "/work/.run/cluster/kubelet/root/pods/x/volumes/kubernetes.io~projected/kube-api-access-1 tmpfs"}
+	want := []string{"/ ext4", "/srv/kzero/.run/cluster/kubelet/root/pods/x/volumes/kubernetes.io~projected/kube-api-access-1 tmpfs"}
 	if got := parseMountinfo(in); !reflect.DeepEqual(got, want) {
 		t.Errorf("parseMountinfo:\n got %q\nwant %q", got, want)
 	}
