@@ -3,10 +3,6 @@ package audit_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -51,14 +47,7 @@ func (c *testCA) bundle() *x509bundle.Bundle {
 // svid issues a real X.509-SVID for id, with a P-256 key made here.
 func (c *testCA) svid(t testing.TB, id spiffeid.ID) *x509svid.SVID {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, csr := catest.NewCSR(t)
 	s, err := c.ca.IssueX509SVID(ca.X509Request{ID: id, CSR: csr})
 	if err != nil {
 		t.Fatalf("IssueX509SVID: %v", err)

@@ -3,35 +3,22 @@ package ca
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"io/fs"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"kzero.dev/kzero/internal/ca/catest"
 )
-
-type memStore struct{ doc []byte }
-
-func (m *memStore) Load(context.Context) ([]byte, error) {
-	if m.doc == nil {
-		return nil, fs.ErrNotExist
-	}
-	return m.doc, nil
-}
-func (m *memStore) Save(_ context.Context, d []byte) error { m.doc = d; return nil }
 
 var testTD = spiffeid.RequireTrustDomainFromString("cluster.local")
 
 func testCA(t testing.TB, now func() time.Time) *CA {
 	t.Helper()
-	c, err := New(context.Background(), Config{TrustDomain: testTD, Store: &memStore{}, Now: now})
+	c, err := New(context.Background(), Config{TrustDomain: testTD, Store: catest.NewMemStore(nil), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +43,7 @@ func TestNoBadSignatureLeavesTheCA(t *testing.T) {
 	c := testCA(t, nil)
 	is := c.snap.Load().activeIssuer(time.Now())
 	is.rec.signer = corruptSigner{is.rec.signer}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	_, csr := catest.NewCSR(t)
 	svid, err := c.IssueX509SVID(X509Request{ID: spiffeid.RequireFromString("spiffe://cluster.local/a"), CSR: csr})
 	if err == nil {
 		t.Fatalf("issued %v with a corrupt signature", svid.Chain)

@@ -3,19 +3,13 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -23,29 +17,9 @@ import (
 
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 	"kzero.dev/kzero/internal/cli"
 )
-
-type memStore struct {
-	mu  sync.Mutex
-	doc []byte
-}
-
-func (m *memStore) Load(context.Context) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.doc == nil {
-		return nil, fs.ErrNotExist
-	}
-	return m.doc, nil
-}
-
-func (m *memStore) Save(_ context.Context, doc []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.doc = append([]byte(nil), doc...)
-	return nil
-}
 
 type svidSource struct{ svid *x509svid.SVID }
 
@@ -59,15 +33,14 @@ func auditFixture(t *testing.T) (dir string, log []byte) {
 	dir = t.TempDir()
 	td := spiffeid.RequireTrustDomainFromString("cluster.local")
 	newCA := func() *ca.CA {
-		c, err := ca.New(context.Background(), ca.Config{TrustDomain: td, Store: &memStore{}})
+		c, err := ca.New(context.Background(), ca.Config{TrustDomain: td, Store: catest.NewMemStore(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
 	c, other := newCA(), newCA()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	key, csr := catest.NewCSR(t)
 	s, err := c.IssueX509SVID(ca.X509Request{ID: spiffeid.RequireFromString("spiffe://cluster.local/ns/kzero-system/sa/agent"), CSR: csr})
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -39,6 +36,7 @@ import (
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/ca/catest"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/test/cluster"
 )
@@ -264,10 +262,19 @@ func forPod(name string) func(*certv1.PodCertificateRequest) bool {
 // auditEvent waits for the audit event about requester with outcome.
 func auditEvent(t *testing.T, out *syncBuffer, requester string, outcome audit.Outcome) audit.Event {
 	t.Helper()
+	return waitEvent(t, out, fmt.Sprintf("%s issuance event for %s", outcome, requester), func(e audit.Event) bool {
+		return e.Kind == audit.KindIssuance && e.Issuance != nil && e.Issuance.Requester == requester && e.Outcome == outcome
+	})
+}
+
+// waitEvent waits up to 10 s for the first event of the audit stream that
+// match accepts; what names it in the failure.
+func waitEvent(t *testing.T, out *syncBuffer, what string, match func(audit.Event) bool) audit.Event {
+	t.Helper()
 	var found *audit.Event
 	_ = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		for _, e := range out.events(t) {
-			if e.Kind == audit.KindIssuance && e.Issuance != nil && e.Issuance.Requester == requester && e.Outcome == outcome {
+			if match(e) {
 				found = &e
 				return true, nil
 			}
@@ -275,7 +282,7 @@ func auditEvent(t *testing.T, out *syncBuffer, requester string, outcome audit.O
 		return false, nil
 	})
 	if found == nil {
-		t.Fatalf("no %s issuance event for %s in the audit stream:\n%v", outcome, requester, out.events(t))
+		t.Fatalf("no %s in the audit stream:\n%v", what, out.events(t))
 	}
 	return *found
 }
@@ -434,14 +441,7 @@ func nodeClientset(t *testing.T) kubernetes.Interface {
 // makes them.
 func stubCSR(t *testing.T) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, der := catest.NewCSR(t)
 	return der
 }
 

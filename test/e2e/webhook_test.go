@@ -136,20 +136,9 @@ func hasIdentityVolume(p *corev1.Pod) bool {
 // the pod named name in ns.
 func admissionEvent(t *testing.T, out *syncBuffer, ns, name string) audit.Event {
 	t.Helper()
-	var found *audit.Event
-	_ = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		for _, e := range out.events(t) {
-			if e.Kind == audit.KindAdmission && e.Admission != nil && e.Admission.Namespace == ns && e.Admission.Name == name {
-				found = &e
-				return true, nil
-			}
-		}
-		return false, nil
+	return waitEvent(t, out, fmt.Sprintf("admission event for %s/%s", ns, name), func(e audit.Event) bool {
+		return e.Kind == audit.KindAdmission && e.Admission != nil && e.Admission.Namespace == ns && e.Admission.Name == name
 	})
-	if found == nil {
-		t.Fatalf("no admission event for %s/%s in the audit stream:\n%v", ns, name, out.events(t))
-	}
-	return *found
 }
 
 // TestPodIdentityWebhook is issue 5's acceptance: a pod of an enrolled

@@ -1,13 +1,34 @@
 // Package catest has what tests of packages that use the CA share: an
-// in-memory ca.Store. It is for tests only.
+// in-memory ca.Store and a stub CSR. It is for tests only, and imports
+// nothing of the CA, so the CA's own tests can use it.
 package catest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"io/fs"
 	"sync"
+	"testing"
 )
+
+// NewCSR makes a P-256 key and an empty PKCS#10 request signed with it,
+// as kubelet makes them for a PodCertificateRequest.
+func NewCSR(t testing.TB) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, der
+}
 
 // MemStore is an in-memory ca.Store, safe for concurrent use. The file
 // store is tested on its own; tests of the CA and of its users need fast
