@@ -64,10 +64,13 @@ type ReplicaConfig struct {
 // CA, publishes the ClusterTrustBundle and sets the webhook's caBundle.
 // Create it with NewReplica and call Run once.
 type Replica struct {
-	cfg      ReplicaConfig
-	webhook  *Webhook
-	current  atomic.Pointer[ca.CA]
-	leading  atomic.Bool
+	cfg     ReplicaConfig
+	webhook *Webhook
+	current atomic.Pointer[ca.CA]
+	leading atomic.Bool
+	// mu orders a follower's reload of the CA with taking the lead, so
+	// that a reload in flight never lands after the leader loaded its own.
+	mu       sync.Mutex
 	nsSynced cache.InformerSynced
 	start    func(<-chan struct{})
 }
@@ -173,7 +176,11 @@ func (r *Replica) Run(ctx context.Context) error {
 		if !cache.WaitForNamedCacheSyncWithContext(ctx, r.nsSynced) {
 			return
 		}
-		_ = leader.Run(ctx, r.cfg.Election, r.lead) // returns ctx.Err()
+		// leader.Run returns ctx.Err(), or a configuration error that
+		// would leave this replica never leading: stop then.
+		if err := leader.Run(ctx, r.cfg.Election, r.lead); !errors.Is(err, context.Canceled) {
+			cancel(err)
+		}
 	})
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -187,6 +194,7 @@ func (r *Replica) Run(ctx context.Context) error {
 func (r *Replica) follow(ctx context.Context) {
 	log := r.cfg.Log
 	for {
+		r.mu.Lock()
 		if !r.leading.Load() {
 			c, err := r.cfg.NewCA(ctx, readOnlyStore{r.cfg.Store})
 			switch {
@@ -198,6 +206,7 @@ func (r *Replica) follow(ctx context.Context) {
 				log.Debug("the CA was not reloaded; keeping the one loaded", "error", err)
 			}
 		}
+		r.mu.Unlock()
 		t := time.NewTimer(r.cfg.Reload)
 		select {
 		case <-ctx.Done():
@@ -212,7 +221,9 @@ func (r *Replica) follow(ctx context.Context) {
 // store (the last leader may have rotated it), then signs, rotates and
 // publishes until the leadership ends.
 func (r *Replica) lead(ctx context.Context) {
+	r.mu.Lock() // wait for a follower's reload in flight
 	r.leading.Store(true)
+	r.mu.Unlock()
 	defer r.leading.Store(false)
 	log := r.cfg.Log
 	for ctx.Err() == nil {
