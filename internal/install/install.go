@@ -33,8 +33,8 @@ const (
 	WebhookConfig = "kzero-pod-identity"
 	WebhookPath   = "/mutate-pods"
 	WebhookPort   = 8443
-	SignerName    = "kzero.dev/identity"
-	EnrolledLabel = "kzero.dev/enrolled"
+	SignerName    = v1alpha1.SignerName
+	EnrolledLabel = v1alpha1.EnrolledLabel
 )
 
 // Options choose what to install. The zero value of a field means its
@@ -151,22 +151,27 @@ func serviceAccount(o Options) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(Name, o.Namespace)}
 }
 
-// clusterRole is what the authority does cluster-wide, verb by verb; see
-// docs/authority.md for why each rule is there.
+// ClusterRules is what the authority does cluster-wide, verb by verb; see
+// docs/authority.md for why each rule is there. The e2e tests run the
+// authority under exactly these rules and NamespaceRules.
+func ClusterRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests/status"}, Verbs: []string{"update"}},
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{SignerName}, Verbs: []string{"sign", "attest"}},
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{""}, Resources: []string{"pods", "serviceaccounts", "nodes"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+			ResourceNames: []string{WebhookConfig}, Verbs: []string{"get", "update"}},
+	}
+}
+
 func clusterRole() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
 		ObjectMeta: meta(Name, ""),
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests/status"}, Verbs: []string{"update"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{SignerName}, Verbs: []string{"sign", "attest"}},
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
-			{APIGroups: []string{""}, Resources: []string{"pods", "serviceaccounts", "nodes"}, Verbs: []string{"get"}},
-			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
-			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
-				ResourceNames: []string{WebhookConfig}, Verbs: []string{"get", "update", "patch"}},
-		},
+		Rules:      ClusterRules(),
 	}
 }
 
@@ -179,18 +184,23 @@ func clusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 	}
 }
 
-// role is what the authority does in its own namespace: its CA's Secret and
-// its leader Lease, by name wherever Kubernetes allows (not for create).
+// NamespaceRules is what the authority does in its own namespace: its CA's
+// Secret and its leader Lease, by name wherever Kubernetes allows (not for
+// create).
+func NamespaceRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{SecretName}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{Name}, Verbs: []string{"get", "update"}},
+	}
+}
+
 func role(o Options) *rbacv1.Role {
 	return &rbacv1.Role{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
 		ObjectMeta: meta(Name, o.Namespace),
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create"}},
-			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{SecretName}, Verbs: []string{"get", "update"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{Name}, Verbs: []string{"get", "update"}},
-		},
+		Rules:      NamespaceRules(),
 	}
 }
 
@@ -262,6 +272,12 @@ func podDisruptionBudget(o Options) *policyv1.PodDisruptionBudget {
 // no pod of an enrolled namespace starts without its identity) blocks
 // nothing else. The authority fills caBundle.
 func webhook(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
+	return Webhook(o.Namespace)
+}
+
+// Webhook is the MutatingWebhookConfiguration for kzero in namespace ns,
+// calling the authority's Service.
+func Webhook(ns string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	equivalent := admissionregistrationv1.Equivalent
@@ -274,7 +290,7 @@ func webhook(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "pod-identity.kzero.dev",
 			AdmissionReviewVersions: []string{"v1"},
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: o.Namespace, Name: Name, Path: &path}},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: Name, Path: &path}},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
@@ -282,7 +298,7 @@ func webhook(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
 			NamespaceSelector: &metav1.LabelSelector{
 				MatchLabels: map[string]string{EnrolledLabel: "true"},
 				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name",
-					Operator: metav1.LabelSelectorOpNotIn, Values: []string{metav1.NamespaceSystem, o.Namespace}}},
+					Operator: metav1.LabelSelectorOpNotIn, Values: []string{metav1.NamespaceSystem, ns}}},
 			},
 			FailurePolicy: &fail, SideEffects: &none, MatchPolicy: &equivalent, ReinvocationPolicy: &never, TimeoutSeconds: &timeout,
 		}},

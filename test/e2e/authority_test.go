@@ -37,6 +37,7 @@ import (
 	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/ca"
 	"kzero.dev/kzero/internal/ca/catest"
+	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/test/cluster"
 )
@@ -137,20 +138,7 @@ func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 	t.Helper()
 	ctx := t.Context()
 	name := "kzero-e2e-authority-" + storeNS
-	signers := rbacv1.PolicyRule{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{authority.SignerName}}
-	sign, attest := signers, signers
-	sign.Verbs, attest.Verbs = []string{"sign"}, []string{"attest"}
-	rules := []rbacv1.PolicyRule{
-		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests/status"}, Verbs: []string{"update"}},
-		sign,
-		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
-		attest,
-		{APIGroups: []string{""}, Resources: []string{"pods", "serviceaccounts", "namespaces", "nodes"}, Verbs: []string{"get"}},
-		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch"}},
-		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
-			ResourceNames: []string{authority.DefaultWebhookConfig}, Verbs: []string{"get", "update"}},
-	}
+	rules := install.ClusterRules() // exactly what kzero install ships
 	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "kzero-authority", Namespace: storeNS}}
 	rbac := kube.Client.RbacV1()
 	if _, err := kube.Client.CoreV1().ServiceAccounts(storeNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "kzero-authority"}}, metav1.CreateOptions{}); err != nil {
@@ -165,11 +153,8 @@ func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	if _, err := rbac.Roles(storeNS).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "kzero-authority"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create"}},
-		{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"kzero-ca"}, Verbs: []string{"update"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
-	}}, metav1.CreateOptions{}); err != nil {
+	if _, err := rbac.Roles(storeNS).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "kzero-authority"}, Rules: install.NamespaceRules()},
+		metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := rbac.RoleBindings(storeNS).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "kzero-authority"},

@@ -23,6 +23,7 @@ import (
 	"kzero.dev/kzero/internal/admission"
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
+	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/internal/leader"
 	"kzero.dev/kzero/test/cluster"
@@ -96,30 +97,9 @@ func (rp *replica) halt(t *testing.T) {
 // makes, but calling url rather than the Service, and with no caBundle:
 // the leader sets it.
 func podIdentityWebhook(url string) *admissionregv1.MutatingWebhookConfiguration {
-	fail, none, equivalent := admissionregv1.Fail, admissionregv1.SideEffectClassNone, admissionregv1.Equivalent
-	timeout := int32(5)
-	return &admissionregv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: authority.DefaultWebhookConfig},
-		Webhooks: []admissionregv1.MutatingWebhook{{
-			Name:                    "pods.identity.kzero.dev",
-			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url},
-			AdmissionReviewVersions: []string{"v1"},
-			FailurePolicy:           &fail,
-			SideEffects:             &none,
-			TimeoutSeconds:          &timeout,
-			MatchPolicy:             &equivalent,
-			NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{admission.EnrolledLabel: "true"},
-				MatchExpressions: []metav1.LabelSelectorRequirement{{
-					Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{metav1.NamespaceSystem},
-				}},
-			},
-			Rules: []admissionregv1.RuleWithOperations{{
-				Operations: []admissionregv1.OperationType{admissionregv1.Create},
-				Rule:       admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-			}},
-		}},
-	}
+	w := install.Webhook("kzero-system")
+	w.Webhooks[0].ClientConfig = admissionregv1.WebhookClientConfig{URL: &url}
+	return w
 }
 
 // hasIdentityVolume reports whether the webhook gave the pod its volume.
@@ -228,7 +208,10 @@ func TestPodIdentityWebhook(t *testing.T) {
 
 	t.Run("when the leader dies the other replica signs", func(t *testing.T) {
 		b := startReplica(t, client, storeNS, "authority-b", false)
-		if b.r.Leading() {
+		// Give b a few tries at the Lease (one every 2 s) while a holds it.
+		if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+			return b.r.Leading(), nil
+		}); err == nil {
 			t.Fatal("b leads while a holds the Lease")
 		}
 		died := time.Now()
