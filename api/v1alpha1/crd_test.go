@@ -97,16 +97,6 @@ func prune(v any) any {
 	return v
 }
 
-func TestCRDEmbedsTheFile(t *testing.T) {
-	b, err := os.ReadFile("crd/kzero.dev_accesspolicies.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(CRD) == 0 || !bytes.Equal(CRD, b) {
-		t.Fatal("CRD is not crd/kzero.dev_accesspolicies.yaml")
-	}
-}
-
 // TestCRDNames checks the CRD's identity against the package's constants.
 func TestCRDNames(t *testing.T) {
 	crd := decodeCRD(t)

@@ -107,8 +107,14 @@ func TestPodCertificateRequestFromKubelet(t *testing.T) {
 	if len(pcr.Spec.StubPKCS10Request) == 0 {
 		t.Error("PodCertificateRequest has no stub PKCS#10 request (proof of possession)")
 	}
-	if pcr.Status.CertificateChain != "" {
-		t.Error("PodCertificateRequest was issued, but no signer runs")
+	// No signer runs in this test: a few seconds on, it is still pending.
+	time.Sleep(3 * time.Second)
+	again, err := kube.Client.CertificatesV1().PodCertificateRequests(ns).Get(t.Context(), pcr.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Status.CertificateChain != "" || len(again.Status.Conditions) > 0 {
+		t.Errorf("PodCertificateRequest was decided (%v), but no signer runs", again.Status.Conditions)
 	}
 }
 

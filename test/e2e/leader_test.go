@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -21,13 +22,16 @@ func TestLeaderTakeover(t *testing.T) {
 	start := func(id string, keep bool) context.CancelFunc {
 		ctx, cancel := context.WithCancel(t.Context())
 		go func() {
-			_ = leader.Run(ctx, leader.Config{Client: kube.Client, Namespace: ns, Name: "kzero-authority", Identity: id, KeepOnCancel: keep},
+			err := leader.Run(ctx, leader.Config{Client: kube.Client, Namespace: ns, Name: "kzero-authority", Identity: id, KeepOnCancel: keep},
 				func(ctx context.Context) {
 					mu.Lock()
 					leading[id] = time.Now()
 					mu.Unlock()
 					<-ctx.Done()
 				})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("leader.Run for %s: %v", id, err) // a configuration error, not a lost election
+			}
 		}()
 		return cancel
 	}
@@ -67,6 +71,8 @@ func TestLeaderTakeover(t *testing.T) {
 	defer stopC()
 	stopped := time.Now()
 	stopB() // a clean stop releases the Lease
-	took = waitFor("c", 15*time.Second).Sub(stopped)
+	// A released Lease is taken at the next retry (2 s), not after the
+	// Lease expires (10 s or more): 5 s tells the two apart.
+	took = waitFor("c", 5*time.Second).Sub(stopped)
 	t.Logf("c took over %s after b stopped cleanly", took.Round(100*time.Millisecond))
 }
