@@ -7,12 +7,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kzero.dev/kzero/api/v1alpha1"
 )
 
 // Names and paths of what the webhook adds.
 const (
 	// SignerName is kzero's PodCertificateRequest signer.
-	SignerName = "kzero.dev/identity"
+	SignerName = v1alpha1.SignerName
 	// VolumeName is the identity volume's name.
 	VolumeName = "kzero-identity"
 	// MountPath is where every container finds its identity.
@@ -23,7 +25,7 @@ const (
 	TrustBundle      = "bundle.pem"
 
 	// EnrolledLabel on a namespace enrols its pods.
-	EnrolledLabel = "kzero.dev/enrolled"
+	EnrolledLabel = v1alpha1.EnrolledLabel
 	// InjectAnnotation "false" on a pod opts it out.
 	InjectAnnotation = "kzero.dev/inject"
 )

@@ -75,7 +75,7 @@ const redacted = "[redacted]"
 // key material, which an event must never carry, so that a client cannot
 // keep its request out of the audit trail by putting a token in its path.
 func redactPath(p string) string {
-	if !strings.Contains(p, "eyJ") && !strings.Contains(p, "-----BEGIN") {
+	if !looksSecret(p) {
 		return p
 	}
 	segs := strings.Split(p, "/")
@@ -86,7 +86,7 @@ func redactPath(p string) string {
 }
 
 func redact(s string) string {
-	if strings.Contains(s, "-----BEGIN") || strings.Contains(s, "eyJ") && jwtLike.MatchString(s) {
+	if looksSecret(s) {
 		return redacted
 	}
 	return s
@@ -94,10 +94,8 @@ func redact(s string) string {
 
 // stripQuery drops a query or fragment, which may carry secrets.
 func stripQuery(p string) string {
-	for i := 0; i < len(p); i++ {
-		if p[i] == '?' || p[i] == '#' {
-			return p[:i]
-		}
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
 	}
 	return p
 }

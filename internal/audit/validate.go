@@ -84,13 +84,19 @@ var jwtLike = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}`)
 // secret refuses what looks like a PEM block or a JWT: events must never
 // carry key material or bearer tokens.
 func (v *validator) secret(path, s string) {
-	if strings.Contains(s, "-----BEGIN") {
+	if isPEM(s) {
 		v.add(path, "contains a PEM block: never put key material in an event")
 	}
-	if strings.Contains(s, "eyJ") && jwtLike.MatchString(s) {
+	if isJWT(s) {
 		v.add(path, "contains what looks like a JWT: never put bearer tokens in an event")
 	}
 }
+
+func isPEM(s string) bool { return strings.Contains(s, "-----BEGIN") }
+func isJWT(s string) bool { return strings.Contains(s, "eyJ") && jwtLike.MatchString(s) }
+
+// looksSecret reports whether s carries key material or a bearer token.
+func looksSecret(s string) bool { return isPEM(s) || isJWT(s) }
 
 func (v *validator) issuance(p *Issuance) {
 	if p == nil {

@@ -7,14 +7,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	certv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"kzero.dev/kzero/api/v1alpha1"
 )
 
 // SignerName is the signer kzero implements.
-const SignerName = "kzero.dev/identity"
+const SignerName = v1alpha1.SignerName
 
 // EnrolledLabel is the namespace label that enrolls a namespace: only pods
 // in namespaces labeled EnrolledLabel=true get an identity.
-const EnrolledLabel = "kzero.dev/enrolled"
+const EnrolledLabel = v1alpha1.EnrolledLabel
 
 // Lifetimes. kube-apiserver refuses a certificate that lives less than
 // MinLifetime or more than the request's maxExpirationSeconds (by default

@@ -77,7 +77,7 @@ func checkSubjectKey(pub crypto.PublicKey) error {
 	case nil:
 		return refuse(ErrUnsupportedKey, "the request's public key is of a type this CA does not know: %s", hint)
 	}
-	return refuse(ErrUnsupportedKey, "%s keys are not accepted: %s", keyTypeName(pub), hint)
+	return refuse(ErrUnsupportedKey, "%T keys are not accepted: %s", pub, hint)
 }
 
 // checkEd25519 refuses Ed25519 keys that are not valid points, and the
@@ -95,18 +95,6 @@ func checkEd25519(k ed25519.PublicKey, hint string) error {
 		return refuse(ErrUnsupportedKey, "Ed25519 key is a point of small order, for which anyone can forge signatures: generate a real key")
 	}
 	return nil
-}
-
-func keyTypeName(pub crypto.PublicKey) string {
-	switch pub.(type) {
-	case *ecdsa.PublicKey:
-		return "ECDSA"
-	case *rsa.PublicKey:
-		return "RSA"
-	case ed25519.PublicKey:
-		return "Ed25519"
-	}
-	return fmt.Sprintf("%T", pub)
 }
 
 // serialNumber returns a random positive 128-bit serial number.

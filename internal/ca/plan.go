@@ -73,7 +73,7 @@ func plan(s *state, c *Config, now time.Time) []step {
 		newRoot = true
 		steps = append(steps, step{kind: stepNewRoot, activateAt: now, notAfter: now.Add(c.RootTTL),
 			reason: "no root CA is valid: making one that signs at once"})
-	} else if newest := roots[len(roots)-1]; !now.Before(newest.NotAfter.Add(-c.IssuerTTL - c.RootPublishLead)) {
+	} else if newest := roots[len(roots)-1]; !now.Before(dueAt(newest.NotAfter, c.RootPublishLead, c.IssuerTTL)) {
 		steps = append(steps, step{kind: stepNewRoot, activateAt: now.Add(c.RootPublishLead), notAfter: now.Add(c.RootTTL),
 			reason: fmt.Sprintf("root CA %s expires at %s: publishing its successor %s before it signs",
 				newest.ID, newest.NotAfter.Format(time.RFC3339), c.RootPublishLead)})
@@ -137,7 +137,7 @@ func successor(live []*record, now time.Time, lead, maxLeaf time.Duration, what 
 		}
 		return nil // successor already published, waiting for its time
 	}
-	if now.Before(newest.NotAfter.Add(-maxLeaf - lead)) {
+	if now.Before(dueAt(newest.NotAfter, lead, maxLeaf)) {
 		return nil
 	}
 	if late {
@@ -209,9 +209,9 @@ func nextEvent(s *state, c *Config, now time.Time) time.Time {
 			consider(successorDue(rs[len(rs)-1]))
 		}
 	}
-	line(s.Roots, func(r *record) time.Time { return r.NotAfter.Add(-c.IssuerTTL - c.RootPublishLead) })
-	line(s.Issuers, func(r *record) time.Time { return r.NotAfter.Add(-c.X509SVIDMaxTTL - c.PublishLead) })
-	line(s.JWTKeys, func(r *record) time.Time { return r.NotAfter.Add(-c.JWTSVIDMaxTTL - c.PublishLead) })
+	line(s.Roots, func(r *record) time.Time { return dueAt(r.NotAfter, c.RootPublishLead, c.IssuerTTL) })
+	line(s.Issuers, func(r *record) time.Time { return dueAt(r.NotAfter, c.PublishLead, c.X509SVIDMaxTTL) })
+	line(s.JWTKeys, func(r *record) time.Time { return dueAt(r.NotAfter, c.PublishLead, c.JWTSVIDMaxTTL) })
 	if limit := now.Add(maxRotateInterval); next.IsZero() || next.After(limit) {
 		next = limit
 	}
@@ -221,3 +221,10 @@ func nextEvent(s *state, c *Config, now time.Time) time.Time {
 // maxRotateInterval is the longest Next ever asks Rotate to wait, so that a
 // clock that jumps or a missed call costs minutes, not days.
 const maxRotateInterval = 10 * time.Minute
+
+// dueAt is when the successor of a record expiring at notAfter must be
+// published: early enough to be in the bundle for lead before it signs,
+// while the record can still sign its longest child.
+func dueAt(notAfter time.Time, lead, longest time.Duration) time.Time {
+	return notAfter.Add(-longest - lead)
+}

@@ -67,44 +67,24 @@ func (c *CA) IssueServingCertificate(req ServingRequest) (*ServingCertificate, e
 	if err != nil {
 		return nil, err
 	}
-	is, notBefore, notAfter, err := c.leafWindow(ttl)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := serialNumber(c.cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
 	subject := pkix.Name{Organization: []string{"kzero"}}
 	if len(req.DNSNames) > 0 {
 		subject.CommonName = req.DNSNames[0]
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               subject,
-		DNSNames:              req.DNSNames,
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
+		Subject:     subject,
+		DNSNames:    req.DNSNames,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, ip := range req.IPs {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.Unmap().AsSlice())
 	}
-	der, err := x509.CreateCertificate(c.cfg.Rand, tmpl, is.rec.cert, req.PublicKey, is.rec.signer)
+	names := append(append([]string{}, req.DNSNames...), ipStrings(req.IPs)...)
+	chain, certs, err := c.signLeaf(tmpl, req.PublicKey, ttl, fmt.Sprintf("serving certificate for %v", names))
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign serving certificate for %v: %w", append(append([]string{}, req.DNSNames...), ipStrings(req.IPs)...), err)
+		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: the signed serving certificate does not parse: %w", err)
-	}
-	out := &ServingCertificate{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}
-	out.Chain = append([][]byte{der}, is.chain...)
-	out.Certificates = append([]*x509.Certificate{leaf}, is.chainCerts...)
-	return out, nil
+	return &ServingCertificate{Chain: chain, Certificates: certs, NotBefore: certs[0].NotBefore, NotAfter: certs[0].NotAfter}, nil
 }
 
 // checkDNSName accepts a DNS name of letters, digits, hyphens and dots,

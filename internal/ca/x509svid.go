@@ -262,43 +262,45 @@ func (c *CA) IssueX509SVID(req X509Request) (*X509SVID, error) {
 	if err != nil {
 		return nil, err
 	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{Organization: []string{"kzero"}},
+		URIs:        []*url.URL{req.ID.URL()},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	chain, certs, err := c.signLeaf(tmpl, pub, ttl, "X.509-SVID for "+req.ID.String())
+	if err != nil {
+		return nil, err
+	}
+	return &X509SVID{ID: req.ID, Chain: chain, Certificates: certs, NotBefore: certs[0].NotBefore, NotAfter: certs[0].NotAfter}, nil
+}
+
+// signLeaf signs tmpl for pub with the issuing CA that signs now, as a
+// leaf of ttl: it sets the serial number, the validity (leafWindow) and
+// the leaf's constraints (not a CA, key usage digitalSignature), verifies
+// the signature (x509.CreateCertificate does) and parses the result. It
+// returns the chain, leaf first; what names the certificate in errors.
+func (c *CA) signLeaf(tmpl *x509.Certificate, pub crypto.PublicKey, ttl time.Duration, what string) ([][]byte, []*x509.Certificate, error) {
 	is, notBefore, notAfter, err := c.leafWindow(ttl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	serial, err := serialNumber(c.cfg.Rand)
-	if err != nil {
-		return nil, err
+	if tmpl.SerialNumber, err = serialNumber(c.cfg.Rand); err != nil {
+		return nil, nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"kzero"}},
-		URIs:                  []*url.URL{req.ID.URL()},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-	}
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid, tmpl.IsCA = true, false
 	der, err := x509.CreateCertificate(c.cfg.Rand, tmpl, is.rec.cert, pub, is.rec.signer)
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign X.509-SVID for %s: %w", req.ID, err)
+		return nil, nil, fmt.Errorf("ca: sign %s: %w", what, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("ca: the signed X.509-SVID for %s does not parse: %w", req.ID, err)
+		return nil, nil, fmt.Errorf("ca: the signed %s does not parse: %w", what, err)
 	}
-	svid := &X509SVID{
-		ID:           req.ID,
-		Chain:        make([][]byte, 0, 1+len(is.chain)),
-		Certificates: make([]*x509.Certificate, 0, 1+len(is.chain)),
-		NotBefore:    leaf.NotBefore,
-		NotAfter:     leaf.NotAfter,
-	}
-	svid.Chain = append(append(svid.Chain, der), is.chain...)
-	svid.Certificates = append(append(svid.Certificates, leaf), is.chainCerts...)
-	return svid, nil
+	chain := append(append(make([][]byte, 0, 1+len(is.chain)), der), is.chain...)
+	certs := append(append(make([]*x509.Certificate, 0, 1+len(is.chain)), leaf), is.chainCerts...)
+	return chain, certs, nil
 }
 
 // leafWindow picks the issuing CA that signs now and the validity of a

@@ -14,19 +14,19 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/policy"
+	"kzero.dev/kzero/internal/policysync"
 )
 
 // Labels on namespaces that enrol them, and choose audit mode.
 const (
-	enrolledLabel = "kzero.dev/enrolled"
-	modeLabel     = "kzero.dev/mode"
+	enrolledLabel = v1alpha1.EnrolledLabel
+	modeLabel     = v1alpha1.ModeLabel
 )
 
 // exitDenied is `policy test`'s exit status for a denied request.
@@ -300,8 +300,6 @@ func readPolicyFiles(files []string) ([]v1alpha1.AccessPolicy, error) {
 	return all, nil
 }
 
-var accessPolicies = schema.GroupVersionResource{Group: v1alpha1.Group, Version: v1alpha1.Version, Resource: v1alpha1.Resource}
-
 // fromCluster reads the cluster's policies, namespaces' enrollment and the
 // destination's pod labels.
 func fromCluster(ctx context.Context, f *testFlags, req *policy.Request, opts *policy.Options) ([]v1alpha1.AccessPolicy, error) {
@@ -321,7 +319,7 @@ func fromCluster(ctx context.Context, f *testFlags, req *policy.Request, opts *p
 	if err != nil {
 		return nil, fmt.Errorf("cluster client: %w", err)
 	}
-	list, err := dyn.Resource(accessPolicies).List(ctx, metav1.ListOptions{})
+	list, err := dyn.Resource(policysync.GVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list AccessPolicies (is kzero installed?): %w", err)
 	}

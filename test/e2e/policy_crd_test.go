@@ -26,11 +26,12 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"kzero.dev/kzero/api/v1alpha1"
+	"kzero.dev/kzero/internal/policysync"
 )
 
 var (
 	crdGVR    = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	policyGVR = schema.GroupVersionResource{Group: v1alpha1.Group, Version: v1alpha1.Version, Resource: v1alpha1.Resource}
+	policyGVR = policysync.GVR
 )
 
 const (
