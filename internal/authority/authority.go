@@ -25,8 +25,9 @@ type Config struct {
 	Audit Auditor
 	// Log receives operational messages. Required.
 	Log *slog.Logger
-	// Lifetime and Backdate: see SignerConfig.
-	Lifetime, Backdate time.Duration
+	// Lifetime and RefreshAt: see SignerConfig.
+	Lifetime  time.Duration
+	RefreshAt float64
 	// WebhookConfig: see RotatorConfig.
 	WebhookConfig string
 	// Now returns the current time; nil means time.Now.
@@ -49,7 +50,7 @@ func New(cfg Config) (*Authority, error) {
 		issuer, rotating = cfg.CA, cfg.CA
 	}
 	s, err := NewSigner(SignerConfig{Client: cfg.Client, CA: issuer, TrustDomain: cfg.TrustDomain, Audit: cfg.Audit,
-		Log: cfg.Log, Lifetime: cfg.Lifetime, Backdate: cfg.Backdate, Now: cfg.Now})
+		Log: cfg.Log, Lifetime: cfg.Lifetime, RefreshAt: cfg.RefreshAt, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}

@@ -41,8 +41,9 @@ type ReplicaConfig struct {
 	Audit Auditor
 	// Log receives operational messages. Required.
 	Log *slog.Logger
-	// Lifetime of the X.509-SVIDs issued: see SignerConfig.
-	Lifetime time.Duration
+	// Lifetime and RefreshAt of the X.509-SVIDs issued: see SignerConfig.
+	Lifetime  time.Duration
+	RefreshAt float64
 	// Election configures the Lease. Namespace and Identity are required;
 	// Client defaults to Client and Name to LeaseName.
 	Election leader.Config
@@ -156,6 +157,10 @@ func namespaceGetter(client kubernetes.Interface, cached func(string) (*corev1.N
 	}
 }
 
+// CA returns the CA this replica has loaded (read-only unless it leads),
+// or nil while none is. Safe for concurrent use.
+func (r *Replica) CA() *ca.CA { return r.current.Load() }
+
 // Leading reports whether this replica holds the Lease now.
 func (r *Replica) Leading() bool { return r.leading.Load() }
 
@@ -237,7 +242,7 @@ func (r *Replica) lead(ctx context.Context) {
 		}
 		r.current.Store(c)
 		a, err := New(Config{Client: r.cfg.Client, CA: c, TrustDomain: r.cfg.TrustDomain, Audit: r.cfg.Audit,
-			Log: r.cfg.Log, Lifetime: r.cfg.Lifetime, WebhookConfig: r.cfg.WebhookConfig})
+			Log: r.cfg.Log, Lifetime: r.cfg.Lifetime, RefreshAt: r.cfg.RefreshAt, WebhookConfig: r.cfg.WebhookConfig})
 		if err != nil {
 			log.Error("leading, but the signer does not start", "error", err)
 			return

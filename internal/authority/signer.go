@@ -23,9 +23,12 @@ import (
 	"kzero.dev/kzero/internal/ca"
 )
 
-// Issuer signs X.509-SVIDs: *ca.CA.
+// Issuer signs X.509-SVIDs: *ca.CA. Backdate is how far before issuance
+// it sets a leaf's NotBefore: kube-apiserver measures a leaf's lifetime
+// from NotBefore, so the signer asks for that much less.
 type Issuer interface {
 	IssueX509SVID(ca.X509Request) (*ca.X509SVID, error)
+	Backdate() time.Duration
 }
 
 // Auditor records audit events: *audit.Recorder.
@@ -48,10 +51,12 @@ type SignerConfig struct {
 	// Lifetime is the lifetime kzero issues, fitted into each request's
 	// limits (see Decide); zero means DefaultLifetime.
 	Lifetime time.Duration
-	// Backdate must be the CA's Backdate (zero: ca.DefaultBackdate): the
-	// CA backdates NotBefore by it, and kube-apiserver measures a leaf's
-	// lifetime from NotBefore, so the signer asks for that much less.
-	Backdate time.Duration
+	// RefreshAt is where in a leaf's life kubelet is told to start
+	// refreshing it, as a fraction of the lifetime after NotBefore; zero
+	// means DefaultRefreshAt (half life). It is kept within what the API
+	// allows: at least 10 minutes after NotBefore and 10 minutes before
+	// NotAfter.
+	RefreshAt float64
 	// Workers is how many requests are handled at once; zero means 2.
 	Workers int
 	// Now returns the current time; nil means time.Now.
@@ -90,11 +95,14 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 	if cfg.Lifetime != 0 && cfg.Lifetime < MinLifetime {
 		errs = append(errs, fmt.Errorf("lifetime: %s is under the %s Kubernetes requires", cfg.Lifetime, MinLifetime))
 	}
+	if cfg.RefreshAt < 0 || cfg.RefreshAt >= 1 {
+		errs = append(errs, fmt.Errorf("refreshAt: %g is not a fraction of the lifetime in [0, 1)", cfg.RefreshAt))
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("authority: invalid signer config: %w", errors.Join(errs...))
 	}
-	if cfg.Backdate == 0 {
-		cfg.Backdate = ca.DefaultBackdate
+	if cfg.RefreshAt == 0 {
+		cfg.RefreshAt = DefaultRefreshAt
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
@@ -192,7 +200,7 @@ func (s *Signer) sync(ctx context.Context, key string) error {
 	if !d.Issue {
 		return s.close(ctx, r, d.ID, certv1.PodCertificateRequestConditionTypeDenied, string(d.Reason), d.Message)
 	}
-	svid, err := s.cfg.CA.IssueX509SVID(ca.X509Request{ID: d.ID, CSR: r.Spec.StubPKCS10Request, TTL: d.Lifetime - s.cfg.Backdate})
+	svid, err := s.cfg.CA.IssueX509SVID(ca.X509Request{ID: d.ID, CSR: r.Spec.StubPKCS10Request, TTL: d.Lifetime - s.cfg.CA.Backdate()})
 	if err != nil {
 		ref, ok := classify(err)
 		if !ok {
@@ -204,7 +212,7 @@ func (s *Signer) sync(ctx context.Context, key string) error {
 		return s.close(ctx, r, d.ID, certv1.PodCertificateRequestConditionTypeFailed, conditionSignerFailed, err.Error())
 	}
 	up := r.DeepCopy()
-	up.Status = issuedStatus(r, svid, s.cfg.Now())
+	up.Status = issuedStatus(r, svid, s.cfg.RefreshAt, s.cfg.Now())
 	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(ns).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
 		// The certificate never left the authority: nothing was issued.
 		return fmt.Errorf("authority: set status of PodCertificateRequest %s: %w", key, err)

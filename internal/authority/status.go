@@ -36,11 +36,26 @@ func terminal(r *certv1.PodCertificateRequest) bool {
 	return false
 }
 
+// DefaultRefreshAt is where in a leaf's life kubelet is told to refresh
+// it: at half life.
+const DefaultRefreshAt = 0.5
+
+// refreshMargin is how far from either end of a leaf's life the API
+// requires beginRefreshAt to be.
+const refreshMargin = 10 * time.Minute
+
 // issuedStatus is the status of a request answered with svid: the chain,
-// the leaf's validity, and a refresh at half its life.
-func issuedStatus(r *certv1.PodCertificateRequest, svid *ca.X509SVID, now time.Time) certv1.PodCertificateRequestStatus {
+// the leaf's validity, and a refresh at the fraction at of its life, kept
+// at least refreshMargin from either end.
+func issuedStatus(r *certv1.PodCertificateRequest, svid *ca.X509SVID, at float64, now time.Time) certv1.PodCertificateRequestStatus {
 	nb, na := svid.NotBefore, svid.NotAfter
-	refresh := nb.Add(na.Sub(nb) / 2)
+	refresh := nb.Add(time.Duration(float64(na.Sub(nb)) * at)).Truncate(time.Second)
+	if lo := nb.Add(refreshMargin); refresh.Before(lo) {
+		refresh = lo
+	}
+	if hi := na.Add(-refreshMargin); refresh.After(hi) {
+		refresh = hi
+	}
 	return certv1.PodCertificateRequestStatus{
 		Conditions: []metav1.Condition{condition(r, certv1.PodCertificateRequestConditionTypeIssued, conditionIssued,
 			fmt.Sprintf("issued %s, valid until %s", svid.ID, na.UTC().Format(time.RFC3339)), now)},

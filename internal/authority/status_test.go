@@ -48,7 +48,7 @@ func TestIssuedStatus(t *testing.T) {
 	in := input()
 	in.Request.Spec.StubPKCS10Request = csr(t, key)
 	d := Decide(in)
-	svid, err := c.IssueX509SVID(ca.X509Request{ID: d.ID, CSR: in.Request.Spec.StubPKCS10Request, TTL: d.Lifetime - ca.DefaultBackdate})
+	svid, err := c.IssueX509SVID(ca.X509Request{ID: d.ID, CSR: in.Request.Spec.StubPKCS10Request, TTL: d.Lifetime - c.Backdate()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +58,25 @@ func TestIssuedStatus(t *testing.T) {
 	if got := svid.NotAfter.Sub(svid.NotBefore); got != time.Hour {
 		t.Errorf("lifetime %s, want 1h", got)
 	}
-	st := issuedStatus(in.Request, svid, now)
+	st := issuedStatus(in.Request, svid, DefaultRefreshAt, now)
 	if len(st.Conditions) != 1 || st.Conditions[0].Type != certv1.PodCertificateRequestConditionTypeIssued || st.Conditions[0].Reason != "Issued" {
 		t.Fatalf("conditions %+v", st.Conditions)
 	}
 	if !st.NotBefore.Time.Equal(svid.NotBefore) || !st.NotAfter.Time.Equal(svid.NotAfter) || !st.BeginRefreshAt.Time.Equal(svid.NotBefore.Add(30*time.Minute)) {
 		t.Errorf("times %s %s %s", st.NotBefore, st.BeginRefreshAt, st.NotAfter)
+	}
+	for _, tc := range []struct {
+		at   float64
+		want time.Duration // after NotBefore
+	}{
+		{0.25, 15 * time.Minute},
+		{0.001, 10 * time.Minute}, // the API's earliest
+		{0.99, 50 * time.Minute},  // the API's latest
+	} {
+		st := issuedStatus(in.Request, svid, tc.at, now)
+		if got := st.BeginRefreshAt.Sub(svid.NotBefore); got != tc.want {
+			t.Errorf("refresh at %g: beginRefreshAt is NotBefore+%s, want +%s", tc.at, got, tc.want)
+		}
 	}
 	if st.CertificateChain != string(svid.ChainPEM()) {
 		t.Error("the chain is not the SVID's")

@@ -370,6 +370,10 @@ func (c *CA) buildSnapshot(s *state) (*snapshot, error) {
 // sign.
 func (c *CA) Bundle() *spiffebundle.Bundle { return c.snap.Load().bundle.Clone() }
 
+// Backdate is how far before its issuance a certificate's NotBefore is
+// set (Config.Backdate): a leaf asked for TTL lives TTL+Backdate.
+func (c *CA) Backdate() time.Duration { return c.cfg.Backdate }
+
 // activeIssuer returns the newest issuing CA whose time to sign has come.
 func (s *snapshot) activeIssuer(now time.Time) *issuer {
 	for i := len(s.issuers) - 1; i >= 0; i-- {
