@@ -66,14 +66,21 @@ func New(cfg Config) (*Authority, error) {
 // it stops the other and returns the first error (ctx.Err() when ctx
 // ended).
 func (a *Authority) Run(ctx context.Context) error {
+	return RunAll(ctx, a.rotator.Run, a.signer.Run)
+}
+
+// RunAll runs every fn until ctx ends or one of them fails; a failure
+// stops the others and is returned, else ctx.Err(). Each fn must return
+// once its context ends.
+func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, run := range []func(context.Context) error{a.rotator.Run, a.signer.Run} {
+	for _, fn := range fns {
 		wg.Go(func() {
-			errs[i] = run(ctx)
-			cancel(errs[i])
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				cancel(err)
+			}
 		})
 	}
 	wg.Wait()

@@ -23,4 +23,9 @@
 // Deployment: every replica serves the Webhook and keeps the CA loaded
 // read-only; the one that holds the Lease (internal/leader) reloads the CA
 // from its store and runs the Signer and the Rotator.
+//
+// The BundleEndpoint serves the bundle to federated trust domains per the
+// SPIFFE Federation standard (profile https_spiffe), with an X.509-SVID the
+// CA issues for the endpoint's SPIFFE ID; every replica can serve it, from
+// the CA it has loaded.
 package authority

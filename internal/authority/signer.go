@@ -10,12 +10,14 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	certv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	certlisters "k8s.io/client-go/listers/certificates/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -57,11 +59,20 @@ type SignerConfig struct {
 	// allows: at least 10 minutes after NotBefore and 10 minutes before
 	// NotAfter.
 	RefreshAt float64
-	// Workers is how many requests are handled at once; zero means 2.
+	// Workers is how many requests are handled at once; zero means 4.
 	Workers int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
+
+// The rate of requests the authority's client makes to kube-apiserver:
+// the signer makes one per request it answers (its status), the rest are
+// watches. client-go's default (5/s, bursts of 10) would cap it at 5 pods a
+// second.
+const (
+	ClientQPS   = 500
+	ClientBurst = 1000
+)
 
 // Signer answers the PodCertificateRequests for SignerName. Create it
 // with NewSigner and call Run once.
@@ -69,8 +80,18 @@ type Signer struct {
 	cfg    SignerConfig
 	queue  workqueue.TypedRateLimitingInterface[string]
 	lister certlisters.PodCertificateRequestLister
-	synced cache.InformerSynced
-	start  func(<-chan struct{})
+	cached cachedObjects
+	synced []cache.InformerSynced
+	start  []func(<-chan struct{})
+}
+
+// cachedObjects are the informers' copies of the objects a request names,
+// trimmed to what Decide reads (see trim).
+type cachedObjects struct {
+	namespaces      corelisters.NamespaceLister
+	pods            corelisters.PodLister
+	serviceAccounts corelisters.ServiceAccountLister
+	nodes           corelisters.NodeLister
 }
 
 // NewSigner checks cfg and sets up the informer; it makes no request until
@@ -105,7 +126,7 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 		cfg.RefreshAt = DefaultRefreshAt
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 2
+		cfg.Workers = 4
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -115,14 +136,23 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", SignerName).String()
 		}))
 	inf := factory.Certificates().V1().PodCertificateRequests()
+	objects := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Minute, informers.WithTransform(trim))
+	core := objects.Core().V1()
 	s := &Signer{
 		cfg: cfg,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "kzero-pcr-signer"}),
 		lister: inf.Lister(),
-		synced: inf.Informer().HasSynced,
-		start:  factory.Start,
+		cached: cachedObjects{
+			namespaces:      core.Namespaces().Lister(),
+			pods:            core.Pods().Lister(),
+			serviceAccounts: core.ServiceAccounts().Lister(),
+			nodes:           core.Nodes().Lister(),
+		},
+		synced: []cache.InformerSynced{inf.Informer().HasSynced, core.Namespaces().Informer().HasSynced,
+			core.Pods().Informer().HasSynced, core.ServiceAccounts().Informer().HasSynced, core.Nodes().Informer().HasSynced},
+		start: []func(<-chan struct{}){factory.Start, objects.Start},
 	}
 	enqueue := func(obj any) {
 		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
@@ -142,8 +172,10 @@ func NewSigner(cfg SignerConfig) (*Signer, error) {
 // then stops its workers and returns ctx.Err(). Call it once.
 func (s *Signer) Run(ctx context.Context) error {
 	defer s.queue.ShutDown()
-	s.start(ctx.Done())
-	if !cache.WaitForNamedCacheSyncWithContext(ctx, s.synced) {
+	for _, start := range s.start {
+		start(ctx.Done())
+	}
+	if !cache.WaitForNamedCacheSyncWithContext(ctx, s.synced...) {
 		return ctx.Err()
 	}
 	s.cfg.Log.Info("signing PodCertificateRequests", "signer", SignerName, "trustDomain", s.cfg.TrustDomain.Name(), "workers", s.cfg.Workers)
@@ -192,11 +224,20 @@ func (s *Signer) sync(ctx context.Context, key string) error {
 	if terminal(r) || r.Spec.SignerName != SignerName {
 		return nil
 	}
-	in, err := s.gather(ctx, r)
-	if err != nil {
-		return err
+	// What the informers hold is enough to issue: a pod, service account
+	// or node found with the UID the request names is that very object,
+	// and the fields checked of it never change. A denial is only ever
+	// made on what the API server answers now, so a cache that is behind
+	// (a pod created a moment ago, a namespace just enrolled) costs a read,
+	// never a wrong denial.
+	d := Decide(s.fromCache(r))
+	if !d.Issue {
+		in, err := s.gather(ctx, r)
+		if err != nil {
+			return err
+		}
+		d = Decide(in)
 	}
-	d := Decide(in)
 	if !d.Issue {
 		return s.close(ctx, r, d.ID, certv1.PodCertificateRequestConditionTypeDenied, string(d.Reason), d.Message)
 	}
@@ -240,6 +281,45 @@ func (s *Signer) record(e audit.Event) {
 	if err := s.cfg.Audit.Record(e); err != nil {
 		s.cfg.Log.Error("audit event not recorded", "error", err)
 	}
+}
+
+// fromCache is the input of Decide from the informers' copies; objects
+// they do not hold are left nil.
+func (s *Signer) fromCache(r *certv1.PodCertificateRequest) Input {
+	in := Input{Request: r, TrustDomain: s.cfg.TrustDomain, Lifetime: s.cfg.Lifetime}
+	in.Namespace, _ = s.cached.namespaces.Get(r.Namespace)
+	in.Pod, _ = s.cached.pods.Pods(r.Namespace).Get(r.Spec.PodName)
+	in.ServiceAccount, _ = s.cached.serviceAccounts.ServiceAccounts(r.Namespace).Get(r.Spec.ServiceAccountName)
+	in.Node, _ = s.cached.nodes.Get(string(r.Spec.NodeName))
+	return in
+}
+
+// trim keeps of the objects the signer caches only what Decide reads, so
+// that caching every pod of a large cluster costs little memory. It
+// returns other objects unchanged.
+func trim(obj any) (any, error) {
+	meta := func(m metav1.ObjectMeta) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
+	}
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		p := &corev1.Pod{ObjectMeta: meta(o.ObjectMeta)}
+		if v, ok := o.Annotations[corev1.MirrorPodAnnotationKey]; ok {
+			p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: v}
+		}
+		p.Spec.NodeName, p.Spec.ServiceAccountName = o.Spec.NodeName, o.Spec.ServiceAccountName
+		p.Status.Phase = o.Status.Phase
+		return p, nil
+	case *corev1.ServiceAccount:
+		return &corev1.ServiceAccount{ObjectMeta: meta(o.ObjectMeta)}, nil
+	case *corev1.Node:
+		return &corev1.Node{ObjectMeta: meta(o.ObjectMeta)}, nil
+	case *corev1.Namespace:
+		n := &corev1.Namespace{ObjectMeta: meta(o.ObjectMeta)}
+		n.Labels = o.Labels
+		return n, nil
+	}
+	return obj, nil
 }
 
 // gather reads, from the API server itself rather than a cache, the

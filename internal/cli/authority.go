@@ -38,22 +38,25 @@ type authorityFlags struct {
 	webhookService string
 	webhookConfig  string
 	webhookIPs     []net.IP
+	bundleAddr     string
+	bundleID       string
 }
 
 func authorityCommand() *cobra.Command {
 	f := authorityFlags{}
 	cmd := &cobra.Command{
 		Use:   "authority",
-		Short: "Run the trust domain's certificate authority, PodCertificateRequest signer and pod identity webhook",
+		Short: "Run the trust domain's certificate authority, PodCertificateRequest signer, pod identity webhook and SPIFFE bundle endpoint",
 		Long: `Runs the trust domain's CA, signs PodCertificateRequests for the signer
 kzero.dev/identity, and serves the admission webhook that gives the pods of
 enrolled namespaces their identity volume, so that pods get an X.509-SVID
-with no sidecar and no change to their manifests:
+with no sidecar and no change to their manifests; it also serves the trust
+bundle to the trust domains that federate with this one:
   - Replicas elect a leader with the Lease kzero-authority in --namespace
     (--identity names this replica). Only the leader signs, rotates the CA,
     publishes the trust bundle and sets the webhook's caBundle; it reloads
     the CA's state from the Secret when it takes over. Every replica serves
-    the webhook and keeps the CA loaded read-only.
+    the webhook and the bundle endpoint, and keeps the CA loaded read-only.
   - The CA (a root and an issuing intermediate, rotated with overlap) keeps
     its state and keys in a Secret (--namespace, --secret), created on first
     start and only ever updated at the version it read.
@@ -77,6 +80,13 @@ with no sidecar and no change to their manifests:
     issued by the CA and renewed at half life; the leader keeps the caBundle
     of the MutatingWebhookConfiguration --webhook-config equal to the CA's
     bundle (kzero install creates it; the authority only updates it).
+  - The SPIFFE bundle endpoint (HTTPS on --bundle-addr, path /; empty: off)
+    serves the trust bundle to the trust domains that federate with this
+    one, per the SPIFFE Federation standard, profile https_spiffe: it
+    presents an X.509-SVID for --bundle-id (by default
+    spiffe://<trust-domain>/ns/<--namespace>/sa/kzero-authority), issued by
+    the CA and renewed at half life. A peer is configured with its URL, that
+    SPIFFE ID and, once, the trust bundle.
   - Every issuance, refusal and admission verdict is an audit event (JSON
     lines on stdout); operational logs go to stderr.
 
@@ -98,6 +108,8 @@ in docs/authority.md.`,
 	fl.StringVar(&f.webhookService, "webhook-service", authority.DefaultWebhookService, "the Service kube-apiserver calls the webhook through: its DNS names go in the serving certificate")
 	fl.StringVar(&f.webhookConfig, "webhook-config", authority.DefaultWebhookConfig, "the MutatingWebhookConfiguration whose caBundle the leader keeps equal to the CA's bundle")
 	fl.IPSliceVar(&f.webhookIPs, "webhook-ip", nil, "IP addresses to add to the serving certificate, for a webhook reached by URL at an IP (an authority run outside the cluster); repeatable")
+	fl.StringVar(&f.bundleAddr, "bundle-addr", authority.DefaultBundleAddr, "host:port the SPIFFE bundle endpoint listens on (HTTPS, profile https_spiffe, for federation); empty: no bundle endpoint")
+	fl.StringVar(&f.bundleID, "bundle-id", "", "the SPIFFE ID the bundle endpoint presents, which federating peers are configured with; empty: spiffe://<trust-domain>/ns/<namespace>/sa/"+authority.DefaultBundleServiceAccount)
 	return cmd
 }
 
@@ -106,6 +118,7 @@ type authoritySettings struct {
 	td       spiffeid.TrustDomain
 	identity string
 	ips      []netip.Addr
+	bundleID spiffeid.ID // zero: the default
 }
 
 // validate checks the flags before anything reaches the cluster.
@@ -117,10 +130,12 @@ func (f authorityFlags) validate(getenv func(string) string, hostname func() (st
 	if f.lifetime < authority.MinLifetime || f.lifetime > ca.DefaultX509SVIDMaxTTL {
 		return authoritySettings{}, fmt.Errorf("--lifetime %s: must be between %s and %s", f.lifetime, authority.MinLifetime, ca.DefaultX509SVIDMaxTTL)
 	}
-	if _, port, err := net.SplitHostPort(f.webhookAddr); err != nil {
-		return authoritySettings{}, fmt.Errorf("--webhook-addr %q: want host:port or :port: %w", f.webhookAddr, err)
-	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return authoritySettings{}, fmt.Errorf("--webhook-addr %q: the port must be a number from 1 to 65535", f.webhookAddr)
+	if err := checkAddr("--webhook-addr", f.webhookAddr); err != nil {
+		return authoritySettings{}, err
+	}
+	bundleID, err := f.validateBundle(td)
+	if err != nil {
+		return authoritySettings{}, err
 	}
 	names := []struct {
 		flag, value string
@@ -147,12 +162,55 @@ func (f authorityFlags) validate(getenv func(string) string, hostname func() (st
 			return authoritySettings{}, errors.New("--identity: empty, no $POD_NAME and an empty hostname: name this replica")
 		}
 	}
-	set := authoritySettings{td: td, identity: id}
+	set := authoritySettings{td: td, identity: id, bundleID: bundleID}
 	for _, ip := range f.webhookIPs {
 		a, _ := netip.AddrFromSlice(ip) // pflag parsed it: 4 or 16 bytes
 		set.ips = append(set.ips, a.Unmap())
 	}
 	return set, nil
+}
+
+// checkAddr checks a listen address flag: host:port or :port, the port a
+// number.
+func checkAddr(flag, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%s %q: want host:port or :port: %w", flag, addr, err)
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("%s %q: the port must be a number from 1 to 65535", flag, addr)
+	}
+	return nil
+}
+
+// validateBundle checks --bundle-addr and --bundle-id; it returns the ID,
+// zero for the default.
+func (f authorityFlags) validateBundle(td spiffeid.TrustDomain) (spiffeid.ID, error) {
+	if f.bundleAddr == "" {
+		if f.bundleID != "" {
+			return spiffeid.ID{}, fmt.Errorf("--bundle-id %q: the bundle endpoint is off (--bundle-addr is empty): give --bundle-addr too, or drop --bundle-id", f.bundleID)
+		}
+		return spiffeid.ID{}, nil
+	}
+	if err := checkAddr("--bundle-addr", f.bundleAddr); err != nil {
+		return spiffeid.ID{}, err
+	}
+	bh, bp, _ := net.SplitHostPort(f.bundleAddr)
+	wh, wp, _ := net.SplitHostPort(f.webhookAddr)
+	if bp == wp && (bh == wh || bh == "" || wh == "") {
+		return spiffeid.ID{}, fmt.Errorf("--bundle-addr %q: the webhook listens there (--webhook-addr %q): give the bundle endpoint its own port", f.bundleAddr, f.webhookAddr)
+	}
+	if f.bundleID == "" {
+		return spiffeid.ID{}, nil
+	}
+	id, err := spiffeid.FromString(f.bundleID)
+	switch {
+	case err != nil:
+		return spiffeid.ID{}, fmt.Errorf("--bundle-id %q: %w", f.bundleID, err)
+	case !id.MemberOf(td):
+		return spiffeid.ID{}, fmt.Errorf("--bundle-id %q: not in --trust-domain %s: the CA issues SVIDs only in its own trust domain", f.bundleID, td.Name())
+	case id.Path() == "":
+		return spiffeid.ID{}, fmt.Errorf("--bundle-id %q: no path: name the endpoint, such as %s/ns/%s/sa/%s", f.bundleID, id, f.namespace, authority.DefaultBundleServiceAccount)
+	}
+	return id, nil
 }
 
 func runAuthority(cmd *cobra.Command, f authorityFlags) error {
@@ -168,6 +226,9 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 	if err != nil {
 		return err
 	}
+	// client-go's default of 5 requests/s would cap signing at 5 pods/s;
+	// kube-apiserver's priority and fairness protects itself.
+	cfg.QPS, cfg.Burst = authority.ClientQPS, authority.ClientBurst
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -192,9 +253,27 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 	if err != nil {
 		return err
 	}
+	runs := []func(context.Context) error{r.Run}
+	bundleID := "off"
+	if f.bundleAddr != "" {
+		be, err := authority.NewBundleEndpoint(authority.BundleEndpointConfig{
+			Addr: f.bundleAddr, TrustDomain: set.td, ID: set.bundleID, Namespace: f.namespace, Log: log,
+			CA: func() authority.BundleCA {
+				if c := r.CA(); c != nil {
+					return c
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return err
+		}
+		runs, bundleID = append(runs, be.Run), be.ID().String()
+	}
 	log.Info("starting", "trustDomain", set.td.Name(), "store", store.String(), "clusterTrustBundle", authority.BundleName(set.td.Name()),
-		"lease", f.namespace+"/"+authority.LeaseName, "webhookAddr", f.webhookAddr, "webhookConfig", f.webhookConfig)
-	err = r.Run(ctx)
+		"lease", f.namespace+"/"+authority.LeaseName, "webhookAddr", f.webhookAddr, "webhookConfig", f.webhookConfig,
+		"bundleAddr", f.bundleAddr, "bundleEndpointID", bundleID)
+	err = authority.RunAll(ctx, runs...)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped")
 		return nil

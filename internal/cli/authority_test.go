@@ -31,6 +31,20 @@ func TestAuthorityFlags(t *testing.T) {
 			`--webhook-config "kzero_pod": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
 		{"bad ip", []string{"--webhook-ip", "10.0.0.300"},
 			`invalid argument "10.0.0.300" for "--webhook-ip" flag: invalid string being converted to IP address: 10.0.0.300`},
+		{"bundle addr without port", []string{"--bundle-addr", "10.0.0.1"},
+			`--bundle-addr "10.0.0.1": want host:port or :port: address 10.0.0.1: missing port in address`},
+		{"bundle addr with port 0", []string{"--bundle-addr", "127.0.0.1:0"},
+			`--bundle-addr "127.0.0.1:0": the port must be a number from 1 to 65535`},
+		{"bundle addr on the webhook's port", []string{"--bundle-addr", "0.0.0.0:8443"},
+			`--bundle-addr "0.0.0.0:8443": the webhook listens there (--webhook-addr ":8443"): give the bundle endpoint its own port`},
+		{"bundle id not a SPIFFE ID", []string{"--bundle-id", "bundle-server"},
+			`--bundle-id "bundle-server": scheme is missing or invalid`},
+		{"bundle id in another trust domain", []string{"--bundle-id", "spiffe://example.org/bundle"},
+			`--bundle-id "spiffe://example.org/bundle": not in --trust-domain cluster.local: the CA issues SVIDs only in its own trust domain`},
+		{"bundle id without a path", []string{"--bundle-id", "spiffe://cluster.local"},
+			`--bundle-id "spiffe://cluster.local": no path: name the endpoint, such as spiffe://cluster.local/ns/kzero-system/sa/kzero-authority`},
+		{"bundle id with the endpoint off", []string{"--bundle-addr", "", "--bundle-id", "spiffe://cluster.local/bundle"},
+			`--bundle-id "spiffe://cluster.local/bundle": the bundle endpoint is off (--bundle-addr is empty): give --bundle-addr too, or drop --bundle-id`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(append([]string{"authority", "--kubeconfig", "/nonexistent"}, tc.args...)...)
@@ -48,9 +62,31 @@ func TestAuthorityHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{"--kubeconfig", "--trust-domain", "--namespace", "--secret", "--lifetime", "--identity",
-		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip"} {
+		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip", "--bundle-addr", "--bundle-id"} {
 		if !strings.Contains(out, "  "+flag+" ") {
 			t.Errorf("--help does not explain %s:\n%s", flag, out)
 		}
+	}
+}
+
+// TestAuthorityBundleFlagsAccepted: good bundle endpoint settings pass the
+// checks and the authority goes on to look for a cluster.
+func TestAuthorityBundleFlagsAccepted(t *testing.T) {
+	const want = "no Kubernetes configuration: give --kubeconfig, set KUBECONFIG, or run in a pod with a service account: "
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"defaults", nil},
+		{"off", []string{"--bundle-addr", ""}},
+		{"an ID of its own", []string{"--bundle-id", "spiffe://cluster.local/kzero/bundle-endpoint"}},
+		{"the webhook's port on another IP", []string{"--webhook-addr", "127.0.0.1:8443", "--bundle-addr", "127.0.0.2:8443"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(append([]string{"authority", "--kubeconfig", "/nonexistent"}, tc.args...)...)
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("err = %v\nwant  %s...\n(output %q)", err, want, out)
+			}
+		})
 	}
 }

@@ -33,6 +33,7 @@ const (
 	WebhookConfig = "kzero-pod-identity"
 	WebhookPath   = "/mutate-pods"
 	WebhookPort   = 8443
+	BundlePort    = 8444 // the SPIFFE bundle endpoint, for federation
 	SignerName    = v1alpha1.SignerName
 	EnrolledLabel = v1alpha1.EnrolledLabel
 )
@@ -160,8 +161,7 @@ func ClusterRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"podcertificaterequests/status"}, Verbs: []string{"update"}},
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{SignerName}, Verbs: []string{"sign", "attest"}},
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"pods", "serviceaccounts", "nodes"}, Verbs: []string{"get"}},
-		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "serviceaccounts", "nodes"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
 			ResourceNames: []string{WebhookConfig}, Verbs: []string{"get", "update"}},
 	}
@@ -231,9 +231,10 @@ func deployment(o Options) *appsv1.Deployment {
 					Containers: []corev1.Container{{
 						Name: "authority", Image: o.Image, ImagePullPolicy: o.PullPolicy,
 						Args: []string{"authority", "--trust-domain", o.TrustDomain, "--namespace", o.Namespace,
-							"--secret", SecretName, "--webhook-addr", fmt.Sprintf(":%d", WebhookPort)},
+							"--secret", SecretName, "--webhook-addr", fmt.Sprintf(":%d", WebhookPort),
+							"--bundle-addr", fmt.Sprintf(":%d", BundlePort)},
 						Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-						Ports: []corev1.ContainerPort{{Name: "webhook", ContainerPort: WebhookPort}},
+						Ports: []corev1.ContainerPort{{Name: "webhook", ContainerPort: WebhookPort}, {Name: "bundle", ContainerPort: BundlePort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("webhook")}},
 							PeriodSeconds: 5},
 						Resources: corev1.ResourceRequirements{
@@ -254,7 +255,10 @@ func service(o Options) *corev1.Service {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: meta(Name, o.Namespace),
 		Spec: corev1.ServiceSpec{Selector: labels(),
-			Ports: []corev1.ServicePort{{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")}}},
+			Ports: []corev1.ServicePort{
+				{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")},
+				{Name: "spiffe-bundle", Port: BundlePort, TargetPort: intstr.FromString("bundle")},
+			}},
 	}
 }
 
