@@ -311,6 +311,9 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 podLogsDir: ${KZERO_RUN_DIR}/pod-logs
 hairpinMode: hairpin-veth
+# The pod range is a /24: room for about 250 pods, and the e2e tests start
+# 100 at once.
+maxPods: 240
 serializeImagePulls: false
 failSwapOn: false
 imageGCHighThresholdPercent: 100

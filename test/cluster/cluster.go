@@ -156,6 +156,13 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// The request rate of the clients the harness makes: far above what a
+// test needs, so that kube-apiserver, not the client, sets the pace.
+const (
+	ClientQPS   = 1000
+	ClientBurst = 2000
+)
+
 // Cluster is a running cluster, seen as its admin.
 type Cluster struct {
 	// Mode is what the cluster runs.
@@ -182,11 +189,21 @@ func (h *Harness) Cluster() (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: load %s: %w", kubeconfig, err)
 	}
+	// Tests create objects in bursts; client-go's default of 5 requests
+	// a second would make them measure the client, not the cluster.
+	cfg.QPS, cfg.Burst = ClientQPS, ClientBurst
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: client: %w", err)
 	}
 	return &Cluster{Mode: mode, Kubeconfig: kubeconfig, Config: cfg, Client: client, h: h}, nil
+}
+
+// ProjectedVolumeDir is where kubelet writes the projected volume named
+// volume of the pod with the given UID. It needs a cluster in node mode;
+// reading it needs root, as kubelet does.
+func (c *Cluster) ProjectedVolumeDir(podUID, volume string) string {
+	return filepath.Join(c.h.RunDir, "kubelet", "root", "pods", podUID, "volumes", "kubernetes.io~projected", volume)
 }
 
 // LoadImage builds the Go package pkg (a path in the repository such as

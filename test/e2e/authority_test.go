@@ -65,7 +65,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 
 // events returns the audit events written so far.
-func (s *syncBuffer) events(t *testing.T) []audit.Event {
+func (s *syncBuffer) events(t testing.TB) []audit.Event {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -84,7 +84,7 @@ func (s *syncBuffer) events(t *testing.T) []audit.Event {
 }
 
 // tlog writes the authority's log to the test's log.
-type tlog struct{ t *testing.T }
+type tlog struct{ t testing.TB }
 
 func (w tlog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -96,7 +96,7 @@ var trustDomain = spiffeid.RequireTrustDomainFromString("cluster.local")
 // runAuthority runs kzero's authority in this process, as a service account
 // with only the RBAC docs/authority.md lists, with its CA state in a Secret of a namespace of its own. It stops
 // when the test ends, and its ClusterTrustBundle is deleted.
-func runAuthority(t *testing.T) *syncBuffer {
+func runAuthority(t testing.TB) *syncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	storeNS := namespace(t)
@@ -134,7 +134,7 @@ func runAuthority(t *testing.T) *syncBuffer {
 // authorityClient is a client that acts as a service account bound to
 // exactly the RBAC docs/authority.md lists, with the CA's Secret and the
 // Lease in storeNS.
-func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
+func authorityClient(t testing.TB, storeNS string) kubernetes.Interface {
 	t.Helper()
 	ctx := t.Context()
 	name := "kzero-e2e-authority-" + storeNS
@@ -162,6 +162,7 @@ func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	cfg := rest.CopyConfig(kube.Config)
+	cfg.QPS, cfg.Burst = authority.ClientQPS, authority.ClientBurst // as kzero authority sets them
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + storeNS + ":kzero-authority"}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -179,12 +180,23 @@ func authorityClient(t *testing.T, storeNS string) kubernetes.Interface {
 }
 
 // enrolledNamespace is a test namespace labeled kzero.dev/enrolled=true.
-func enrolledNamespace(t *testing.T) string {
+func enrolledNamespace(t testing.TB) string {
 	t.Helper()
 	ns := namespace(t)
 	patch := []byte(`{"metadata":{"labels":{"kzero.dev/enrolled":"true"}}}`)
 	if _, err := kube.Client.CoreV1().Namespaces().Patch(t.Context(), ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatalf("enroll namespace %s: %v", ns, err)
+	}
+	return ns
+}
+
+// enrolledWithSA is an enrolled test namespace with the service account
+// sa.
+func enrolledWithSA(t testing.TB, sa string) string {
+	t.Helper()
+	ns := enrolledNamespace(t)
+	if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create service account %s/%s: %v", ns, sa, err)
 	}
 	return ns
 }
@@ -245,7 +257,7 @@ func forPod(name string) func(*certv1.PodCertificateRequest) bool {
 }
 
 // auditEvent waits for the audit event about requester with outcome.
-func auditEvent(t *testing.T, out *syncBuffer, requester string, outcome audit.Outcome) audit.Event {
+func auditEvent(t testing.TB, out *syncBuffer, requester string, outcome audit.Outcome) audit.Event {
 	t.Helper()
 	return waitEvent(t, out, fmt.Sprintf("%s issuance event for %s", outcome, requester), func(e audit.Event) bool {
 		return e.Kind == audit.KindIssuance && e.Issuance != nil && e.Issuance.Requester == requester && e.Outcome == outcome
@@ -254,7 +266,7 @@ func auditEvent(t *testing.T, out *syncBuffer, requester string, outcome audit.O
 
 // waitEvent waits up to 10 s for the first event of the audit stream that
 // match accepts; what names it in the failure.
-func waitEvent(t *testing.T, out *syncBuffer, what string, match func(audit.Event) bool) audit.Event {
+func waitEvent(t testing.TB, out *syncBuffer, what string, match func(audit.Event) bool) audit.Event {
 	t.Helper()
 	var found *audit.Event
 	_ = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
@@ -284,10 +296,7 @@ func TestAuthority(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := runAuthority(t)
-	ns := enrolledNamespace(t)
-	if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create service account: %v", err)
-	}
+	ns := enrolledWithSA(t, "web")
 	createPod(t, ns, identityPod("web", "web"))
 	wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", ns)
 
@@ -408,13 +417,14 @@ func TestAuthority(t *testing.T) {
 }
 
 // nodeClientset is a client with kubelet's own credentials.
-func nodeClientset(t *testing.T) kubernetes.Interface {
+func nodeClientset(t testing.TB) kubernetes.Interface {
 	t.Helper()
 	path := filepath.Join(filepath.Dir(kube.Kubeconfig), "pki", "kubelet.kubeconfig")
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		t.Fatalf("kubelet's kubeconfig: %v", err)
 	}
+	cfg.QPS, cfg.Burst = cluster.ClientQPS, cluster.ClientBurst
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -424,13 +434,13 @@ func nodeClientset(t *testing.T) kubernetes.Interface {
 
 // stubCSR is an empty PKCS#10 request signed by a new P-256 key, as kubelet
 // makes them.
-func stubCSR(t *testing.T) []byte {
+func stubCSR(t testing.TB) []byte {
 	t.Helper()
 	_, der := catest.NewCSR(t)
 	return der
 }
 
-func parseChain(t *testing.T, chain string) []*x509.Certificate {
+func parseChain(t testing.TB, chain string) []*x509.Certificate {
 	t.Helper()
 	var certs []*x509.Certificate
 	rest := []byte(chain)

@@ -52,7 +52,7 @@ func setup() error {
 
 // namespace creates a namespace for one test and deletes it when the test
 // ends.
-func namespace(t *testing.T) string {
+func namespace(t testing.TB) string {
 	t.Helper()
 	ns, err := kube.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "kzero-e2e-"},
@@ -99,7 +99,7 @@ func testPod(name string, args ...string) *corev1.Pod {
 	}
 }
 
-func createPod(t *testing.T, ns string, pod *corev1.Pod) {
+func createPod(t testing.TB, ns string, pod *corev1.Pod) {
 	t.Helper()
 	if _, err := kube.Client.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", pod.Name, err)
@@ -108,7 +108,7 @@ func createPod(t *testing.T, ns string, pod *corev1.Pod) {
 
 // waitPod waits until done says the pod is where the test wants it, and
 // fails the test with the pod's state and log if it does not get there.
-func waitPod(t *testing.T, ns, name string, timeout time.Duration, done func(*corev1.Pod) (bool, error)) *corev1.Pod {
+func waitPod(t testing.TB, ns, name string, timeout time.Duration, done func(*corev1.Pod) (bool, error)) *corev1.Pod {
 	t.Helper()
 	var last *corev1.Pod
 	err := wait.PollUntilContextTimeout(t.Context(), 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
@@ -153,9 +153,9 @@ func ready(p *corev1.Pod) (bool, error) {
 }
 
 // podLog returns the pod's log, read through kube-apiserver from kubelet.
-func podLog(t *testing.T, ns, name string) string {
+func podLog(t testing.TB, ns, name string) string {
 	t.Helper()
-	b, err := kube.Client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(context.Background())
+	b, err := kube.Client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(t.Context())
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}

@@ -6,12 +6,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	certv1 "k8s.io/api/certificates/v1"
@@ -23,6 +29,7 @@ import (
 	"kzero.dev/kzero/internal/admission"
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
+	"kzero.dev/kzero/internal/ca"
 	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/internal/leader"
@@ -37,15 +44,25 @@ const nodeIP = "10.244.0.1"
 type replica struct {
 	r    *authority.Replica
 	out  *syncBuffer
-	url  string
+	addr string // the webhook's host:port
 	stop context.CancelFunc
 	done chan error
 }
 
+// The replicas of these tests have kubelet refresh their pods'
+// certificates as early as the API allows (10 minutes after NotBefore),
+// and backdate NotBefore by 4.5 minutes (the API allows 5): so kubelet
+// refreshes a certificate 5.5 minutes after it was issued, plus its own
+// jitter of up to 5 minutes, rather than after 30 minutes.
+const (
+	testRefreshAt = 0.001
+	testBackdate  = 4*time.Minute + 30*time.Second
+)
+
 // startReplica runs an authority replica named id, as the service account
 // of storeNS, its webhook listening on a free port of the node IP.
 // crash=true makes stop keep the Lease, as a killed process would.
-func startReplica(t *testing.T, client kubernetes.Interface, storeNS, id string, crash bool) *replica {
+func startReplica(t testing.TB, client kubernetes.Interface, storeNS, id string, crash bool) *replica {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(nodeIP, "0"))
 	if err != nil {
@@ -62,7 +79,11 @@ func startReplica(t *testing.T, client kubernetes.Interface, storeNS, id string,
 	}
 	r, err := authority.NewReplica(authority.ReplicaConfig{
 		Client: client, TrustDomain: trustDomain, Store: store, Audit: rec,
-		Log: slog.New(slog.NewTextHandler(tlog{t}, nil)).With("replica", id),
+		NewCA: func(ctx context.Context, s ca.Store) (*ca.CA, error) {
+			return ca.New(ctx, ca.Config{TrustDomain: trustDomain, Store: s, Backdate: testBackdate})
+		},
+		RefreshAt: testRefreshAt,
+		Log:       slog.New(slog.NewTextHandler(tlog{t}, nil)).With("replica", id),
 		Election: leader.Config{Namespace: storeNS, Identity: id, KeepOnCancel: crash,
 			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
 		Webhook: authority.WebhookConfig{Listener: ln, Service: authority.DefaultWebhookService, Namespace: storeNS,
@@ -74,14 +95,84 @@ func startReplica(t *testing.T, client kubernetes.Interface, storeNS, id string,
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rp := &replica{r: r, out: out, url: "https://" + ln.Addr().String() + authority.MutatePodsPath, stop: cancel, done: make(chan error, 1)}
+	rp := &replica{r: r, out: out, addr: ln.Addr().String(), stop: cancel, done: make(chan error, 1)}
 	go func() { rp.done <- r.Run(ctx) }()
 	t.Cleanup(func() { rp.halt(t) })
 	return rp
 }
 
+// service stands in for the authority's Service, which the harness cannot
+// give a ClusterIP that kube-apiserver reaches: a TCP proxy on the node IP
+// that sends each connection to the first replica that accepts it.
+type service struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	backends []string
+}
+
+func newService(t testing.TB) *service {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(nodeIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &service{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { s.forward(c) })
+		}
+	})
+	return s
+}
+
+// add makes the replica listening at addr a backend.
+func (s *service) add(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.backends = append(s.backends, addr)
+}
+
+// url is the webhook's URL through the service.
+func (s *service) url() string { return "https://" + s.ln.Addr().String() + authority.MutatePodsPath }
+
+func (s *service) forward(c net.Conn) {
+	defer c.Close()
+	s.mu.Lock()
+	backends := append([]string(nil), s.backends...)
+	s.mu.Unlock()
+	for _, addr := range backends {
+		b, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			continue // that replica is gone
+		}
+		defer b.Close()
+		done := make(chan struct{}, 2)
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			if tc, ok := dst.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			done <- struct{}{}
+		}
+		go pipe(b, c)
+		go pipe(c, b)
+		<-done
+		<-done
+		return
+	}
+}
+
 // halt stops the replica and waits for it; a second call does nothing.
-func (rp *replica) halt(t *testing.T) {
+func (rp *replica) halt(t testing.TB) {
 	t.Helper()
 	if rp.done == nil {
 		return
@@ -114,7 +205,7 @@ func hasIdentityVolume(p *corev1.Pod) bool {
 
 // admissionEvent waits for the audit event of the webhook's verdict on
 // the pod named name in ns.
-func admissionEvent(t *testing.T, out *syncBuffer, ns, name string) audit.Event {
+func admissionEvent(t testing.TB, out *syncBuffer, ns, name string) audit.Event {
 	t.Helper()
 	return waitEvent(t, out, fmt.Sprintf("admission event for %s/%s", ns, name), func(e audit.Event) bool {
 		return e.Kind == audit.KindAdmission && e.Admission != nil && e.Admission.Namespace == ns && e.Admission.Name == name
@@ -123,9 +214,11 @@ func admissionEvent(t *testing.T, out *syncBuffer, ns, name string) audit.Event 
 
 // TestPodIdentityWebhook is issue 5's acceptance: a pod of an enrolled
 // namespace whose manifest says nothing of kzero gets an X.509-SVID that
-// verifies against the projected trust bundle; pods of other namespaces
-// and pods that opt out get nothing; and when the leader dies, the other
-// replica signs.
+// verifies against the projected trust bundle, and kubelet replaces it
+// before it expires with another that verifies too; pods of other
+// namespaces and pods that opt out get nothing; and when the leader dies
+// in a burst of 100 pod creations, every pod still gets its identity, all
+// from the one CA.
 func TestPodIdentityWebhook(t *testing.T) {
 	if err := loadPodcert(); err != nil {
 		t.Fatal(err)
@@ -133,46 +226,17 @@ func TestPodIdentityWebhook(t *testing.T) {
 	if err := cluster.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
-	storeNS := namespace(t)
-	client := authorityClient(t, storeNS)
-	a := startReplica(t, client, storeNS, "authority-a", true)
-	hooks := kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	if _, err := hooks.Create(ctx, podIdentityWebhook(a.url), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create the webhook configuration: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = hooks.Delete(context.Background(), authority.DefaultWebhookConfig, metav1.DeleteOptions{})
-		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), authority.BundleName("cluster.local"), metav1.DeleteOptions{})
-	})
-	// The leader sets the caBundle; until then kube-apiserver cannot trust
-	// the webhook.
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		h, err := hooks.Get(ctx, authority.DefaultWebhookConfig, metav1.GetOptions{})
-		return err == nil && len(h.Webhooks[0].ClientConfig.CABundle) > 0, nil
-	})
-	if err != nil {
-		t.Fatalf("the leader did not set the webhook's caBundle: %v", err)
-	}
-	if !a.r.Leading() {
-		t.Fatal("the only replica does not lead")
-	}
+	client, storeNS, svc, a := webhookSetup(t)
+	enrolled := enrolledWithSA(t, "web")
+	wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", enrolled)
 
-	enrolled := enrolledNamespace(t)
-	if _, err := kube.Client.CoreV1().ServiceAccounts(enrolled).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
+	var first *certv1.PodCertificateRequest // web's first certificate
 	t.Run("an enrolled pod that says nothing of kzero gets its SVID", func(t *testing.T) {
-		pod := testPod("web")
-		pod.Spec.ServiceAccountName = "web"
-		pod.Spec.Containers[0].Image = podcertImage
-		createPod(t, enrolled, pod)
+		createPod(t, enrolled, webPod("web"))
 		got := waitPod(t, enrolled, "web", time.Minute, ready)
 		if !hasIdentityVolume(got) {
 			t.Fatalf("the pod has no %s volume: %+v", admission.VolumeName, got.Spec.Volumes)
 		}
-		wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", enrolled)
 		log := podLog(t, enrolled, "web")
 		if !strings.Contains(log, "spiffe-id: "+wantID+"\n") || !strings.Contains(log, "verified: "+wantID+" against bundle.pem") {
 			t.Errorf("pod log = %q, want its SVID %s verified against bundle.pem", log, wantID)
@@ -180,6 +244,11 @@ func TestPodIdentityWebhook(t *testing.T) {
 		e := admissionEvent(t, a.out, enrolled, "web")
 		if e.Outcome != audit.OutcomeAllow || !e.Admission.Patched || e.Admission.Operation != "CREATE" || e.Admission.Resource != "v1/pods" {
 			t.Errorf("admission event %+v %+v, want an allowed, patched pod creation", e, e.Admission)
+		}
+		var cond metav1.Condition
+		first, cond = closedRequest(t, enrolled, forPod("web"))
+		if cond.Type != certv1.PodCertificateRequestConditionTypeIssued {
+			t.Fatalf("condition %s %s: %s, want Issued", cond.Type, cond.Reason, cond.Message)
 		}
 	})
 
@@ -206,47 +275,251 @@ func TestPodIdentityWebhook(t *testing.T) {
 		}
 	})
 
-	t.Run("when the leader dies the other replica signs", func(t *testing.T) {
-		b := startReplica(t, client, storeNS, "authority-b", false)
+	b := startReplica(t, client, storeNS, "authority-b", false)
+	svc.add(b.addr)
+	t.Run("the leader dies in a burst of 100 pod creations", func(t *testing.T) {
 		// Give b a few tries at the Lease (one every 2 s) while a holds it.
 		if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 			return b.r.Leading(), nil
 		}); err == nil {
 			t.Fatal("b leads while a holds the Lease")
 		}
-		died := time.Now()
-		a.halt(t) // a crash: the Lease stays held until it expires
-		// A Service would send the webhook's calls to the replica left.
-		h, err := hooks.Get(t.Context(), authority.DefaultWebhookConfig, metav1.GetOptions{})
+		before := trustBundle(t)
+		burst(t, enrolled, 100, 25, func() {
+			died := time.Now()
+			a.halt(t) // a crash: the Lease stays held until it expires
+			if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
+				return b.r.Leading(), nil
+			}); err != nil {
+				t.Errorf("b did not take over: %v", err)
+				return
+			}
+			t.Logf("b leads %s after a died holding the Lease", time.Since(died).Round(100*time.Millisecond))
+		})
+		after := trustBundle(t)
+		if !after.Equal(before) {
+			t.Errorf("the trust bundle changed across the failover: %d CAs before, %d after", len(before.X509Authorities()), len(after.X509Authorities()))
+		}
+		// Every pod has exactly one certificate, issued once, and it
+		// verifies against the one bundle; a and b together audited each
+		// issuance exactly once.
+		issued := map[string]int{}
+		for _, e := range append(a.out.events(t), b.out.events(t)...) {
+			if e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeSuccess {
+				issued[e.Issuance.Requester]++
+			}
+		}
+		perPod := map[string]int{}
+		l, err := kube.Client.CertificatesV1().PodCertificateRequests(enrolled).List(t.Context(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.Webhooks[0].ClientConfig.URL = &b.url
-		if _, err := hooks.Update(t.Context(), h, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
-			return b.r.Leading(), nil
-		}); err != nil {
-			t.Fatalf("b did not take over: %v", err)
-		}
-		t.Logf("b leads %s after a died holding the Lease", time.Since(died).Round(100*time.Millisecond))
-
-		pod := testPod("after")
-		pod.Spec.ServiceAccountName = "web"
-		pod.Spec.Containers[0].Image = podcertImage
-		createPod(t, enrolled, pod)
-		waitPod(t, enrolled, "after", time.Minute, ready)
-		r, cond := closedRequest(t, enrolled, forPod("after"))
-		if cond.Type != certv1.PodCertificateRequestConditionTypeIssued {
-			t.Fatalf("condition %s %s: %s, want Issued", cond.Type, cond.Reason, cond.Message)
-		}
-		auditEvent(t, b.out, requesterOf(r), audit.OutcomeSuccess)
-		for _, e := range a.out.events(t) {
-			if e.Issuance != nil && e.Issuance.Requester == requesterOf(r) {
-				t.Errorf("the dead leader a audited %+v", e)
+		for i := range l.Items {
+			r := &l.Items[i]
+			if !strings.HasPrefix(r.Spec.PodName, "burst-") {
+				continue
+			}
+			for _, c := range r.Status.Conditions {
+				if c.Type != certv1.PodCertificateRequestConditionTypeIssued {
+					t.Errorf("%s for pod %s: %s %s: %s", r.Name, r.Spec.PodName, c.Type, c.Reason, c.Message)
+				}
+			}
+			if r.Status.CertificateChain == "" {
+				continue
+			}
+			perPod[r.Spec.PodName]++
+			if n := issued[requesterOf(r)]; n != 1 {
+				t.Errorf("%s for pod %s: %d issuance events, want 1", r.Name, r.Spec.PodName, n)
+			}
+			if id, _, err := x509svid.Verify(parseChain(t, r.Status.CertificateChain), after); err != nil || id.String() != wantID {
+				t.Errorf("%s for pod %s: verified %q, %v; want %s", r.Name, r.Spec.PodName, id, err, wantID)
 			}
 		}
-		admissionEvent(t, b.out, enrolled, "after")
+		for i := range 100 {
+			name := fmt.Sprintf("burst-%03d", i)
+			if perPod[name] != 1 {
+				t.Errorf("pod %s has %d issued certificates, want 1", name, perPod[name])
+			}
+		}
+		bDid := 0
+		for _, e := range b.out.events(t) {
+			if e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeSuccess && strings.HasPrefix(e.Issuance.Requester, "pod/"+enrolled+"/burst-") {
+				bDid++
+			}
+		}
+		t.Logf("a signed %d of the burst's certificates, b %d", 100-bDid, bDid)
+		if bDid == 0 {
+			t.Error("b signed none of the burst: the leader died too late to test the takeover")
+		}
 	})
+
+	t.Run("kubelet refreshes the SVID before it expires", func(t *testing.T) {
+		if first == nil {
+			t.Skip("the pod got no first certificate")
+		}
+		// kubelet refreshes at beginRefreshAt plus up to 5 minutes of
+		// jitter, checking every 1 to 2 minutes.
+		deadline := first.Status.BeginRefreshAt.Add(8 * time.Minute)
+		t.Logf("beginRefreshAt %s; waiting until %s at most", first.Status.BeginRefreshAt.Format(time.TimeOnly), deadline.Format(time.TimeOnly))
+		var next *certv1.PodCertificateRequest
+		err := wait.PollUntilContextTimeout(t.Context(), 2*time.Second, time.Until(deadline), true, func(ctx context.Context) (bool, error) {
+			l, err := kube.Client.CertificatesV1().PodCertificateRequests(enrolled).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			for i := range l.Items {
+				r := &l.Items[i]
+				if r.Spec.PodName == "web" && r.Name != first.Name && r.Status.CertificateChain != "" {
+					next = r
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatalf("kubelet did not ask for a new certificate by %s: %v", deadline.Format(time.TimeOnly), err)
+		}
+		if !next.CreationTimestamp.Time.Before(first.Status.NotAfter.Time) {
+			t.Errorf("the refresh was asked for at %s, after the first certificate expired at %s", next.CreationTimestamp, first.Status.NotAfter)
+		}
+		certs := parseChain(t, next.Status.CertificateChain)
+		if id, _, err := x509svid.Verify(certs, trustBundle(t)); err != nil || id.String() != wantID {
+			t.Fatalf("the new certificate verified %q, %v; want %s", id, err, wantID)
+		}
+		auditEvent(t, b.out, requesterOf(next), audit.OutcomeSuccess)
+		// The pod sees it: podcert prints each new certificate it finds
+		// and verifies it against the projected bundle.
+		serial := certs[0].SerialNumber.Text(16)
+		want := "serial: " + serial + "\n"
+		err = wait.PollUntilContextTimeout(t.Context(), time.Second, time.Minute, true, func(context.Context) (bool, error) {
+			log := podLog(t, enrolled, "web") //nolint:contextcheck // podLog reads with the test's context
+			i := strings.Index(log, want)
+			return i >= 0 && strings.Contains(log[i:], "verified: "+wantID+" against bundle.pem"), nil
+		})
+		if err != nil {
+			t.Fatalf("the pod did not see the new certificate %s verify: log %q", serial, podLog(t, enrolled, "web"))
+		}
+		t.Logf("kubelet replaced the certificate issued at %s after %s; the new one (%s) verifies in the pod",
+			first.Status.NotBefore.Format(time.TimeOnly), next.CreationTimestamp.Sub(first.CreationTimestamp.Time).Round(time.Second), serial[:8])
+	})
+}
+
+// webhookSetup runs replica a of the authority as kzero install would,
+// behind the stand-in for its Service, with the webhook configuration
+// pointing there; it returns once the leader has set the caBundle. The
+// store's namespace and the authority's client serve to start more
+// replicas.
+func webhookSetup(t testing.TB) (kubernetes.Interface, string, *service, *replica) {
+	t.Helper()
+	ctx := t.Context()
+	storeNS := namespace(t)
+	client := authorityClient(t, storeNS)
+	svc := newService(t)
+	a := startReplica(t, client, storeNS, "authority-a", true)
+	svc.add(a.addr)
+	hooks := kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if _, err := hooks.Create(ctx, podIdentityWebhook(svc.url()), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the webhook configuration: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = hooks.Delete(context.Background(), authority.DefaultWebhookConfig, metav1.DeleteOptions{})
+		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), authority.BundleName("cluster.local"), metav1.DeleteOptions{})
+	})
+	// The leader sets the caBundle; until then kube-apiserver cannot trust
+	// the webhook.
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		h, err := hooks.Get(ctx, authority.DefaultWebhookConfig, metav1.GetOptions{})
+		return err == nil && len(h.Webhooks[0].ClientConfig.CABundle) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the leader did not set the webhook's caBundle: %v", err)
+	}
+	if !a.r.Leading() {
+		t.Fatal("the only replica does not lead")
+	}
+	return client, storeNS, svc, a
+}
+
+// webPod is a podcert pod as service account web that says nothing of
+// kzero.
+func webPod(name string) *corev1.Pod {
+	pod := testPod(name)
+	pod.Spec.ServiceAccountName = "web"
+	pod.Spec.Containers[0].Image = podcertImage
+	return pod
+}
+
+// burst creates n web pods burst-000… in ns from 10 goroutines, calls
+// kill once after the first killAfter are created, and waits until every
+// pod runs, which kubelet allows only once the identity is mounted. A
+// creation the webhook refuses (no replica answering) is retried, as a
+// ReplicaSet would.
+func burst(t *testing.T, ns string, n, killAfter int, kill func()) {
+	t.Helper()
+	start := time.Now()
+	names := make(chan string)
+	var created atomic.Int32
+	var killed sync.WaitGroup
+	killed.Add(1)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			for name := range names {
+				err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+					_, err := kube.Client.CoreV1().Pods(ns).Create(ctx, webPod(name), metav1.CreateOptions{})
+					if err != nil {
+						t.Logf("create pod %s: %v (retrying)", name, err)
+					}
+					return err == nil, nil
+				})
+				if err != nil {
+					t.Errorf("create pod %s: %v", name, err)
+					continue
+				}
+				if created.Add(1) == int32(killAfter) {
+					go func() { defer killed.Done(); kill() }()
+				}
+			}
+		})
+	}
+	for i := range n {
+		names <- fmt.Sprintf("burst-%03d", i)
+	}
+	close(names)
+	wg.Wait()
+	killed.Wait()
+	t.Logf("%d pods created in %s", n, time.Since(start).Round(100*time.Millisecond))
+	err := wait.PollUntilContextTimeout(t.Context(), time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		running := 0
+		for i := range l.Items {
+			p := &l.Items[i]
+			if strings.HasPrefix(p.Name, "burst-") && p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == n, nil
+	})
+	if err != nil {
+		t.Fatalf("not all %d pods run with their identity: %v", n, err)
+	}
+	t.Logf("all %d pods run with their identity %s after the first was created", n, time.Since(start).Round(100*time.Millisecond))
+}
+
+// trustBundle is the X.509 bundle of the ClusterTrustBundle kzero
+// publishes for cluster.local.
+func trustBundle(t testing.TB) *x509bundle.Bundle {
+	t.Helper()
+	ctb, err := kube.Client.CertificatesV1().ClusterTrustBundles().Get(t.Context(), authority.BundleName("cluster.local"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the ClusterTrustBundle: %v", err)
+	}
+	b, err := x509bundle.Parse(trustDomain, []byte(ctb.Spec.TrustBundle))
+	if err != nil {
+		t.Fatalf("the ClusterTrustBundle's trustBundle: %v", err)
+	}
+	return b
 }
