@@ -49,9 +49,12 @@ type Admission struct {
 	// core group; SubResource is set for subresources.
 	Resource    string `json:"resource"`
 	SubResource string `json:"subResource,omitempty"`
-	// Namespace and Name of the object; Name may be empty on CREATE.
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name,omitempty"`
+	// Namespace and Name of the object; Name is empty on a CREATE that
+	// leaves the name to the API server, and GenerateName (the object's
+	// metadata.generateName, the prefix of the name to come) is then set.
+	Namespace    string `json:"namespace,omitempty"`
+	Name         string `json:"name,omitempty"`
+	GenerateName string `json:"generateName,omitempty"`
 	// Operation is CREATE, UPDATE, DELETE or CONNECT.
 	Operation string `json:"operation"`
 	// User is the Kubernetes user who made the request.

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,10 +221,9 @@ func admissionEvent(req *admissionv1.AdmissionRequest, res admission.Result, err
 	if req.Resource.Group != "" {
 		resource = req.Resource.Group + "/" + resource
 	}
-	name := req.Name
 	p := &audit.Admission{
 		UID: string(req.UID), Resource: resource, SubResource: req.SubResource,
-		Namespace: req.Namespace, Name: name, Operation: string(req.Operation),
+		Namespace: req.Namespace, Name: req.Name, GenerateName: generateName(req), Operation: string(req.Operation),
 		User: req.UserInfo.Username, Allowed: err == nil, Patched: err == nil && res.Patch != nil,
 	}
 	if err != nil {
@@ -232,4 +232,21 @@ func admissionEvent(req *admissionv1.AdmissionRequest, res admission.Result, err
 	}
 	return audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeAllow, Admission: p,
 		Reason: "pod identity webhook: " + res.Reason}
+}
+
+// generateName is the metadata.generateName of a request's object when the
+// request names none: the name kube-apiserver will make starts with it.
+func generateName(req *admissionv1.AdmissionRequest) string {
+	if req.Name != "" || len(req.Object.Raw) == 0 {
+		return ""
+	}
+	var obj struct {
+		Metadata struct {
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(req.Object.Raw, &obj) != nil {
+		return ""
+	}
+	return obj.Metadata.GenerateName
 }
