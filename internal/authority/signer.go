@@ -254,8 +254,15 @@ func (s *Signer) sync(ctx context.Context, key string) error {
 	}
 	up := r.DeepCopy()
 	up.Status = issuedStatus(r, svid, s.cfg.RefreshAt, s.cfg.Now())
-	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(ns).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
-		// The certificate never left the authority: nothing was issued.
+	wctx, cancel := writeContext(ctx)
+	defer cancel()
+	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(ns).UpdateStatus(wctx, up, metav1.UpdateOptions{}); err != nil {
+		// Most likely the certificate never left the authority; but a
+		// write that timed out may have been applied, so it is audited.
+		e := issuedEvent(r, svid)
+		e.Outcome = audit.OutcomeFailure
+		e.Reason = fmt.Sprintf("signed for PodCertificateRequest %s/%s, but writing the status failed (%v): if kube-apiserver applied the write anyway, this certificate was delivered", ns, r.Name, err)
+		s.record(e)
 		return fmt.Errorf("authority: set status of PodCertificateRequest %s: %w", key, err)
 	}
 	s.cfg.Log.Info("issued", "request", key, "spiffeID", svid.ID.String(), "notAfter", svid.NotAfter)
@@ -267,12 +274,26 @@ func (s *Signer) sync(ctx context.Context, key string) error {
 func (s *Signer) close(ctx context.Context, r *certv1.PodCertificateRequest, id spiffeid.ID, typ, reason, message string) error {
 	up := r.DeepCopy()
 	up.Status = closedStatus(r, typ, reason, message, s.cfg.Now())
-	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(r.Namespace).UpdateStatus(ctx, up, metav1.UpdateOptions{}); err != nil {
+	wctx, cancel := writeContext(ctx)
+	defer cancel()
+	if _, err := s.cfg.Client.CertificatesV1().PodCertificateRequests(r.Namespace).UpdateStatus(wctx, up, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("authority: set %s status of PodCertificateRequest %s/%s: %w", typ, r.Namespace, r.Name, err)
 	}
 	s.cfg.Log.Info("refused", "request", r.Namespace+"/"+r.Name, "condition", typ, "reason", reason, "message", message)
 	s.record(refusedEvent(r, id, s.cfg.TrustDomain, reason, message))
 	return nil
+}
+
+// statusWriteTimeout bounds a status write.
+const statusWriteTimeout = 10 * time.Second
+
+// writeContext is the context of a status write: not cancelled when ctx
+// is (the lead lost, a shutdown), so that a decision made is written and
+// audited rather than cut off with its outcome unknown; bounded instead.
+// A write that lands after another leader answered fails on the
+// resourceVersion it carries.
+func writeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), statusWriteTimeout)
 }
 
 // record writes an audit event; a failure is logged loudly, since what the

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,6 +277,8 @@ func TestPodIdentityWebhook(t *testing.T) {
 	b := startReplica(t, client, storeNS, "authority-b", false)
 	svc.add(b.addr)
 	t.Run("the leader dies in a burst of 100 pod creations", func(t *testing.T) {
+		// a is killed once it has signed 10 of the burst's certificates;
+		// the rest are b's.
 		// Give b a few tries at the Lease (one every 2 s) while a holds it.
 		if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
 			return b.r.Leading(), nil
@@ -285,7 +286,13 @@ func TestPodIdentityWebhook(t *testing.T) {
 			t.Fatal("b leads while a holds the Lease")
 		}
 		before := trustBundle(t)
-		burst(t, enrolled, 100, 25, func() {
+		burst(t, enrolled, 100, func() {
+			// Kill a once it has signed 10 of the burst's certificates.
+			if err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+				return signedBurst(t, a.out, enrolled) >= 10, nil
+			}); err != nil {
+				t.Errorf("a did not sign 10 of the burst's certificates: %v", err)
+			}
 			died := time.Now()
 			a.halt(t) // a crash: the Lease stays held until it expires
 			if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
@@ -341,13 +348,8 @@ func TestPodIdentityWebhook(t *testing.T) {
 				t.Errorf("pod %s has %d issued certificates, want 1", name, perPod[name])
 			}
 		}
-		bDid := 0
-		for _, e := range b.out.events(t) {
-			if e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeSuccess && strings.HasPrefix(e.Issuance.Requester, "pod/"+enrolled+"/burst-") {
-				bDid++
-			}
-		}
-		t.Logf("a signed %d of the burst's certificates, b %d", 100-bDid, bDid)
+		aDid, bDid := signedBurst(t, a.out, enrolled), signedBurst(t, b.out, enrolled)
+		t.Logf("a signed %d of the burst's certificates, b %d", aDid, bDid)
 		if bDid == 0 {
 			t.Error("b signed none of the burst: the leader died too late to test the takeover")
 		}
@@ -449,18 +451,28 @@ func webPod(name string) *corev1.Pod {
 	return pod
 }
 
-// burst creates n web pods burst-000… in ns from 10 goroutines, calls
-// kill once after the first killAfter are created, and waits until every
-// pod runs, which kubelet allows only once the identity is mounted. A
-// creation the webhook refuses (no replica answering) is retried, as a
-// ReplicaSet would.
-func burst(t *testing.T, ns string, n, killAfter int, kill func()) {
+// signedBurst counts the burst's certificates an audit stream says were
+// issued.
+func signedBurst(t testing.TB, out *syncBuffer, ns string) int {
+	n := 0
+	for _, e := range out.events(t) {
+		if e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeSuccess && strings.HasPrefix(e.Issuance.Requester, "pod/"+ns+"/burst-") {
+			n++
+		}
+	}
+	return n
+}
+
+// burst creates n web pods burst-000… in ns from 10 goroutines while kill
+// runs, and waits until every pod runs, which kubelet allows only once
+// the identity is mounted. A creation the webhook refuses (no replica
+// answering) is retried, as a ReplicaSet would.
+func burst(t *testing.T, ns string, n int, kill func()) {
 	t.Helper()
 	start := time.Now()
 	names := make(chan string)
-	var created atomic.Int32
 	var killed sync.WaitGroup
-	killed.Add(1)
+	killed.Go(kill)
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
@@ -474,10 +486,6 @@ func burst(t *testing.T, ns string, n, killAfter int, kill func()) {
 				})
 				if err != nil {
 					t.Errorf("create pod %s: %v", name, err)
-					continue
-				}
-				if created.Add(1) == int32(killAfter) {
-					go func() { defer killed.Done(); kill() }()
 				}
 			}
 		})
