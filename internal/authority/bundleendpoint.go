@@ -188,26 +188,10 @@ func (e *BundleEndpoint) Run(ctx context.Context) error {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(e.cfg.Log.Handler(), slog.LevelInfo),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	e.cfg.Log.Info("serving the SPIFFE bundle endpoint", "addr", ln.Addr().String(), "path", BundlePath,
 		"profile", "https_spiffe", "trustDomain", e.cfg.TrustDomain.Name(), "endpointID", e.cfg.ID.String())
-	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("authority: bundle endpoint: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		e.cfg.Log.Warn("the bundle endpoint's server stopped with an error", "error", err)
-	}
-	return ctx.Err()
+	return serveTLS(ctx, srv, ln, e.cfg.Log, "bundle endpoint")
 }
 
 // tlsCipherSuites are the TLS 1.2 suites of Mozilla's intermediate

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,24 +29,6 @@ var (
 	td         = spiffeid.RequireTrustDomainFromString("cluster.local")
 	endpointID = spiffeid.RequireFromString("spiffe://cluster.local/ns/kzero-system/sa/kzero-authority")
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // loaded holds the CA a replica has loaded, or none, as Replica.CA does.
 type loaded struct{ p atomic.Pointer[ca.CA] }
@@ -235,7 +216,7 @@ func TestBundleEndpointNoCA(t *testing.T) {
 // new bundle, and a peer that trusts the bundle it fetched last still
 // authenticates the endpoint (the self-serving https_spiffe relationship).
 func TestBundleEndpointRotation(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := catest.NewClock(time.Now())
 	c := newCA(t, td, clk.Now)
 	var l loaded
 	l.p.Store(c)
@@ -277,7 +258,7 @@ func TestBundleEndpointSVID(t *testing.T) {
 	c := newCA(t, td, nil)
 	var l loaded
 	l.p.Store(c)
-	clk := &clock{now: time.Now()}
+	clk := catest.NewClock(time.Now())
 	var logs bytes.Buffer
 	url := serve(t, authority.BundleEndpointConfig{CA: l.CA, Now: clk.Now, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 

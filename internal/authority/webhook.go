@@ -144,25 +144,9 @@ func (w *Webhook) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.certificate},
 		ErrorLog:          slog.NewLogLogger(w.cfg.Log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	w.cfg.Log.Info("serving the pod identity webhook", "addr", ln.Addr().String(), "path", MutatePodsPath, "dnsNames", w.names)
-	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("authority: webhook: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		w.cfg.Log.Warn("the webhook server stopped with an error", "error", err)
-	}
-	return ctx.Err()
+	return serveTLS(ctx, srv, ln, w.cfg.Log, "webhook")
 }
 
 // certificate returns the serving certificate, renewing it from half its

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,25 +19,7 @@ import (
 	"kzero.dev/kzero/internal/ca/catest"
 )
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock(t time.Time) *clock { return &clock{now: t} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock(t time.Time) *catest.Clock { return catest.NewClock(t) }
 
 var td = spiffeid.RequireTrustDomainFromString("cluster.local")
 

@@ -1,5 +1,5 @@
 // Package catest has what tests of packages that use the CA share: an
-// in-memory ca.Store and a stub CSR. It is for tests only, and imports
+// in-memory ca.Store, a stub CSR and a settable clock. It is for tests only, and imports
 // nothing of the CA, so the CA's own tests can use it.
 package catest
 
@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"sync"
 	"testing"
+	"time"
 )
 
 // NewCSR makes a P-256 key and an empty PKCS#10 request signed with it,
@@ -84,4 +85,28 @@ func (m *MemStore) Saves() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.saves
+}
+
+// Clock is a clock a test sets: its Now goes in a Config's Now. It is
+// safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Add moves the clock by d.
+func (c *Clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
