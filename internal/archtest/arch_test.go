@@ -66,6 +66,12 @@ var pure = map[string]struct{ direct, anywhere []string }{
 		direct:   []string{"os", "net", "net/http", "os/exec"},
 		anywhere: []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "google.golang.org/grpc", "net/http"},
 	},
+	// podattest reads /proc and watches the node's pods, but knows nothing
+	// of gRPC: the Workload API adapts its callers to it, never the reverse.
+	"kzero.dev/kzero/internal/podattest": {
+		direct:   []string{"net", "net/http", "os/exec"},
+		anywhere: []string{"google.golang.org/grpc", "kzero.dev/kzero/internal/workloadapi"},
+	},
 }
 
 func TestDependenciesRunOneWay(t *testing.T) {
@@ -87,6 +93,39 @@ func TestDependenciesRunOneWay(t *testing.T) {
 					t.Errorf("%s depends on %s: identity and policy code must not pull in network or Kubernetes clients", p.ImportPath, dep)
 				}
 			}
+		}
+	}
+}
+
+// apartFromKubernetes lists packages that do their I/O (sockets, gRPC) but
+// never talk to the Kubernetes API: what they need of the cluster comes
+// through a small interface (the Workload API's Attestor), so that they
+// are tested, and run outside a cluster, without one.
+var apartFromKubernetes = map[string]bool{
+	"kzero.dev/kzero/internal/workloadapi": true,
+}
+
+// kubernetesLibraries are the modules apartFromKubernetes must not pull in.
+var kubernetesLibraries = []string{"k8s.io/client-go", "k8s.io/api", "k8s.io/apimachinery", "sigs.k8s.io/controller-runtime"}
+
+func TestKubernetesStaysOut(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range listPackages(t) {
+		if !apartFromKubernetes[p.ImportPath] {
+			continue
+		}
+		seen[p.ImportPath] = true
+		for _, dep := range p.Deps {
+			for _, bad := range kubernetesLibraries {
+				if dep == bad || strings.HasPrefix(dep, bad+"/") {
+					t.Errorf("%s depends on %s: it must not talk to the Kubernetes API; take what it needs through an interface its caller implements", p.ImportPath, dep)
+				}
+			}
+		}
+	}
+	for path := range apartFromKubernetes {
+		if !seen[path] {
+			t.Errorf("%s is listed in apartFromKubernetes but go list does not find it: update the list", path)
 		}
 	}
 }

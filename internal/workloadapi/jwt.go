@@ -1,0 +1,104 @@
+package workloadapi
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Statuses of the JWT-SVID profile.
+var (
+	errNoAudience  = status.Error(codes.InvalidArgument, "audience must be specified")
+	errNoSVID      = status.Error(codes.InvalidArgument, "svid must be specified")
+	errNoJWTBundle = status.Error(codes.Unavailable, "the agent has no JWT bundle yet: retry with backoff")
+	errNoJWTSVID   = status.Error(codes.Unavailable, "the agent cannot get a JWT-SVID from the authority now: retry with backoff")
+)
+
+// FetchJWTSVID returns a JWT-SVID of the caller's ID for the audience. A
+// spiffe_id in the request must be the caller's own.
+func (a *api) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
+	if len(req.GetAudience()) == 0 || slices.Contains(req.GetAudience(), "") {
+		return nil, errNoAudience
+	}
+	var want spiffeid.ID
+	if req.GetSpiffeId() != "" {
+		var err error
+		if want, err = spiffeid.FromString(req.GetSpiffeId()); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "spiffe_id %q is not a SPIFFE ID: %v", req.GetSpiffeId(), err)
+		}
+	}
+	id, err := a.attest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !want.IsZero() && want != id {
+		return nil, status.Errorf(codes.PermissionDenied, "the calling process may not have %s: it is %s; leave spiffe_id empty to get its own", want, id)
+	}
+	sctx, cancel := context.WithTimeout(ctx, a.cfg.SignTimeout)
+	defer cancel()
+	token, err := a.cfg.Signer.SignJWTSVID(sctx, id, req.GetAudience())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		a.cfg.Log.Warn("getting a JWT-SVID signed failed", "id", id.String(), "audience", req.GetAudience(), "error", err)
+		return nil, errNoJWTSVID
+	}
+	return &workload.JWTSVIDResponse{Svids: []*workload.JWTSVID{{SpiffeId: id.String(), Svid: token}}}, nil
+}
+
+// FetchJWTBundles streams the JWT authorities of every trust domain the
+// agent trusts, as JWKS documents, again after every change.
+func (a *api) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.ServerStreamingServer[workload.JWTBundlesResponse]) error {
+	ctx := stream.Context()
+	for {
+		if _, err := a.attest(ctx); err != nil {
+			return err
+		}
+		bundles, changed := a.cfg.Bundles.snapshot()
+		if _, ok := bundles.jwks[a.cfg.TrustDomain.IDString()]; !ok {
+			return errNoJWTBundle
+		}
+		if err := stream.Send(&workload.JWTBundlesResponse{Bundles: bundles.jwks}); err != nil {
+			return err
+		}
+		if err := a.waitChange(ctx, nil, changed); err != nil {
+			return err
+		}
+	}
+}
+
+// ValidateJWTSVID validates a JWT-SVID for the audience against the JWT
+// authorities of its subject's trust domain, per the JWT-SVID standard
+// (go-spiffe's jwtsvid.ParseAndValidate, which reads the wall clock), and
+// returns its SPIFFE ID and claims. A token that does not validate is an
+// InvalidArgument, as in SPIRE.
+func (a *api) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTSVIDRequest) (*workload.ValidateJWTSVIDResponse, error) {
+	if req.GetAudience() == "" {
+		return nil, errNoAudience
+	}
+	if req.GetSvid() == "" {
+		return nil, errNoSVID
+	}
+	if _, err := a.attest(ctx); err != nil {
+		return nil, err
+	}
+	bundles, _ := a.cfg.Bundles.snapshot()
+	svid, err := jwtsvid.ParseAndValidate(req.GetSvid(), bundles.jwt, []string{req.GetAudience()})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	claims, err := structpb.NewStruct(svid.Claims)
+	if err != nil {
+		return nil, status.Error(codes.Internal, fmt.Sprintf("the token's claims do not convert to a protobuf Struct: %v", err))
+	}
+	return &workload.ValidateJWTSVIDResponse{SpiffeId: svid.ID.String(), Claims: claims}, nil
+}
