@@ -1,0 +1,120 @@
+package podattest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// uidIndex is the name of NodePods' index of pods by UID.
+const uidIndex = "uid"
+
+// NodePods is the Pods of one node as the API server sees them: a pod
+// informer restricted to spec.nodeName=<node>, indexed by UID. It keeps of
+// each pod only what Attest reads. Create it with NewNodePods, call Run
+// once, and attest only once HasSynced: until then it knows no pod.
+// PodByUID and HasSynced may be called from any goroutine.
+type NodePods struct {
+	factory  informers.SharedInformerFactory
+	informer cache.SharedIndexInformer
+}
+
+// NewNodePods sets up the informer of the pods bound to nodeName; it makes
+// no request until Run. The client needs list and watch on pods.
+func NewNodePods(client kubernetes.Interface, nodeName string) (*NodePods, error) {
+	if client == nil {
+		return nil, errors.New("podattest: node pods: client: required")
+	}
+	if nodeName == "" {
+		return nil, errors.New("podattest: node pods: nodeName: required")
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
+		}),
+		informers.WithTransform(trimPod))
+	informer := factory.Core().V1().Pods().Informer()
+	if err := informer.AddIndexers(cache.Indexers{uidIndex: indexByUID}); err != nil {
+		return nil, fmt.Errorf("podattest: node pods: %w", err)
+	}
+	return &NodePods{factory: factory, informer: informer}, nil
+}
+
+// Run watches the node's pods until ctx ends, then stops and returns
+// ctx.Err().
+func (p *NodePods) Run(ctx context.Context) error {
+	p.factory.StartWithContext(ctx)
+	<-ctx.Done()
+	p.factory.Shutdown()
+	return ctx.Err()
+}
+
+// HasSynced reports whether the first list of pods has been read.
+func (p *NodePods) HasSynced() bool { return p.informer.HasSynced() }
+
+// PodByUID returns the pod of that UID bound to the node.
+func (p *NodePods) PodByUID(uid types.UID) (*corev1.Pod, bool) {
+	return podByUID(p.informer.GetIndexer(), uid)
+}
+
+func podByUID(indexer cache.Indexer, uid types.UID) (*corev1.Pod, bool) {
+	objs, err := indexer.ByIndex(uidIndex, string(uid))
+	if err != nil || len(objs) != 1 {
+		return nil, false
+	}
+	pod, ok := objs[0].(*corev1.Pod)
+	return pod, ok
+}
+
+// indexByUID is the index function of uidIndex.
+func indexByUID(obj any) ([]string, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil, fmt.Errorf("podattest: index by UID: %T is not a pod", obj)
+	}
+	return []string{string(pod.UID)}, nil
+}
+
+// trimPod keeps of a pod what Attest reads, so that the agent's memory
+// grows little with the node's pods.
+func trimPod(obj any) (any, error) {
+	o, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a tombstone: the informer handles it
+	}
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: o.Name, Namespace: o.Namespace, UID: o.UID,
+		ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp,
+	}}
+	if v, ok := o.Annotations[corev1.MirrorPodAnnotationKey]; ok {
+		p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: v}
+	}
+	p.Spec.NodeName, p.Spec.ServiceAccountName = o.Spec.NodeName, o.Spec.ServiceAccountName
+	p.Status.Phase = o.Status.Phase
+	p.Status.ContainerStatuses = trimStatuses(o.Status.ContainerStatuses)
+	p.Status.InitContainerStatuses = trimStatuses(o.Status.InitContainerStatuses)
+	p.Status.EphemeralContainerStatuses = trimStatuses(o.Status.EphemeralContainerStatuses)
+	return p, nil
+}
+
+func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if in == nil {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(in))
+	for i, s := range in {
+		out[i] = corev1.ContainerStatus{Name: s.Name, ContainerID: s.ContainerID}
+		if s.State.Running != nil {
+			out[i].State.Running = &corev1.ContainerStateRunning{StartedAt: s.State.Running.StartedAt}
+		}
+	}
+	return out
+}
