@@ -2,25 +2,18 @@ package authority
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"kzero.dev/kzero/internal/ca"
 )
@@ -31,21 +24,7 @@ const (
 	DefaultBundleAddr = ":8444"
 	// BundlePath is the one path the bundle endpoint serves the bundle at.
 	BundlePath = "/"
-	// DefaultBundleServiceAccount is the service account the authority runs
-	// as; the bundle endpoint's default SPIFFE ID is that service
-	// account's.
-	DefaultBundleServiceAccount = "kzero-authority"
 )
-
-// defaultBundleEndpointID is the SPIFFE ID the bundle endpoint presents
-// when none is configured: the authority's own, that of its service
-// account, spiffe://<td>/ns/<namespace>/sa/kzero-authority. The signer
-// issues it only to a pod that runs as that service account in an enrolled
-// namespace, and such a pod can read the CA's Secret anyway: the ID gives
-// no one more than they have.
-func defaultBundleEndpointID(td spiffeid.TrustDomain, namespace string) (spiffeid.ID, error) {
-	return spiffeid.FromSegments(td, "ns", namespace, "sa", DefaultBundleServiceAccount)
-}
 
 // BundleCA is what the bundle endpoint needs of the CA: the bundle to serve
 // and an X.509-SVID to serve it with. *ca.CA is one.
@@ -98,11 +77,7 @@ type BundleEndpointConfig struct {
 type BundleEndpoint struct {
 	cfg     BundleEndpointConfig
 	handler http.Handler
-
-	mu      sync.Mutex
-	svid    *x509svid.SVID // guarded by mu
-	renew   time.Time      // guarded by mu
-	failing bool           // guarded by mu: the last issuance failed and was logged
+	svid    *ownSVID
 }
 
 // Compile-time checks: *ca.CA is what the endpoint needs, and the adapters
@@ -110,12 +85,8 @@ type BundleEndpoint struct {
 var (
 	_ BundleCA            = (*ca.CA)(nil)
 	_ http.Handler        = (*BundleEndpoint)(nil)
-	_ x509svid.Source     = svidSource(nil)
 	_ spiffebundle.Source = caBundleSource(nil)
 )
-
-// errNoCA is what the endpoint's SVID source answers while no CA is loaded.
-var errNoCA = errors.New("authority: bundle endpoint: the CA is not loaded yet, so there is no X.509-SVID to serve with (is the leader up, and the CA's Secret readable?)")
 
 // NewBundleEndpoint checks cfg; it listens only in Run.
 func NewBundleEndpoint(cfg BundleEndpointConfig) (*BundleEndpoint, error) {
@@ -127,7 +98,7 @@ func NewBundleEndpoint(cfg BundleEndpointConfig) (*BundleEndpoint, error) {
 	case cfg.ID.IsZero() && cfg.Namespace == "":
 		errs = append(errs, errors.New("id: required, or namespace for the default"))
 	case cfg.ID.IsZero() && !cfg.TrustDomain.IsZero():
-		id, err := defaultBundleEndpointID(cfg.TrustDomain, cfg.Namespace)
+		id, err := authorityID(cfg.TrustDomain, cfg.Namespace)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("namespace: %q does not make the default ID: %w", cfg.Namespace, err))
 		}
@@ -160,7 +131,9 @@ func NewBundleEndpoint(cfg BundleEndpointConfig) (*BundleEndpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authority: bundle endpoint: %w", err)
 	}
-	return &BundleEndpoint{cfg: cfg, handler: h}, nil
+	return &BundleEndpoint{cfg: cfg, handler: h, svid: &ownSVID{
+		id: cfg.ID, issuer: issuerOf(cfg.CA), lifetime: cfg.Lifetime, now: cfg.Now, log: cfg.Log, what: "bundle endpoint",
+	}}, nil
 }
 
 // ID is the SPIFFE ID the endpoint presents: peers configure it.
@@ -177,7 +150,7 @@ func (e *BundleEndpoint) Run(ctx context.Context) error {
 			return fmt.Errorf("authority: bundle endpoint: %w", err)
 		}
 	}
-	tc := tlsconfig.TLSServerConfig(svidSource(e.x509SVID))
+	tc := tlsconfig.TLSServerConfig(e.svid)
 	tc.CipherSuites = tlsCipherSuites
 	srv := &http.Server{
 		Handler:           e,
@@ -224,70 +197,17 @@ func (e *BundleEndpoint) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	e.handler.ServeHTTP(rw, req)
 }
 
-// x509SVID returns the endpoint's X.509-SVID, renewing it from half its
-// life on; while renewal fails, the current one serves until it expires.
-// The first failure of a run of them is logged as an error, the rest at
-// debug level: anyone who can reach the endpoint can make a handshake.
-func (e *BundleEndpoint) x509SVID() (*x509svid.SVID, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	now := e.cfg.Now()
-	if e.svid != nil && now.Before(e.renew) {
-		return e.svid, nil
-	}
-	s, err := e.issue()
-	if err != nil {
-		valid := e.svid != nil && now.Before(e.svid.Certificates[0].NotAfter)
-		level := slog.LevelError
-		switch {
-		case e.failing:
-			level = slog.LevelDebug
-		case valid:
-			level = slog.LevelWarn
+// issuerOf adapts a function that returns the CA to one that returns its
+// issuer, nil while the CA is.
+func issuerOf[C x509Issuer](get func() C) func() x509Issuer {
+	return func() x509Issuer {
+		c := get()
+		if any(c) == nil {
+			return nil
 		}
-		e.failing = true
-		if valid {
-			e.cfg.Log.Log(context.Background(), level, "renewing the bundle endpoint's X.509-SVID failed; serving the current one",
-				"error", err, "notAfter", e.svid.Certificates[0].NotAfter)
-			return e.svid, nil
-		}
-		e.cfg.Log.Log(context.Background(), level, "no X.509-SVID for the bundle endpoint: its TLS handshakes fail", "error", err)
-		return nil, err
+		return c
 	}
-	e.failing = false
-	leaf := s.Certificates[0]
-	e.svid = s
-	e.renew = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
-	e.cfg.Log.Info("issued the bundle endpoint's X.509-SVID", "endpointID", s.ID.String(), "notAfter", leaf.NotAfter, "renewAt", e.renew)
-	return s, nil
 }
-
-// issue makes a key, and has the CA certify it for the endpoint's ID.
-func (e *BundleEndpoint) issue() (*x509svid.SVID, error) {
-	c := e.cfg.CA()
-	if c == nil {
-		return nil, errNoCA
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("authority: bundle endpoint key: %w", err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{e.cfg.ID.URL()}}, key)
-	if err != nil {
-		return nil, fmt.Errorf("authority: bundle endpoint CSR: %w", err)
-	}
-	s, err := c.IssueX509SVID(ca.X509Request{ID: e.cfg.ID, CSR: csr, TTL: e.cfg.Lifetime})
-	if err != nil {
-		return nil, fmt.Errorf("authority: bundle endpoint X.509-SVID for %s: %w", e.cfg.ID, err)
-	}
-	return &x509svid.SVID{ID: s.ID, Certificates: s.Certificates, PrivateKey: key}, nil
-}
-
-// svidSource adapts a function to x509svid.Source, so that the endpoint's
-// SVID, private key included, is not part of its exported API.
-type svidSource func() (*x509svid.SVID, error)
-
-func (f svidSource) GetX509SVID() (*x509svid.SVID, error) { return f() }
 
 // caBundleSource adapts BundleEndpointConfig.CA to spiffebundle.Source, for
 // federation.NewHandler.

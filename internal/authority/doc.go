@@ -28,4 +28,15 @@
 // SPIFFE Federation standard (profile https_spiffe), with an X.509-SVID the
 // CA issues for the endpoint's SPIFFE ID; every replica can serve it, from
 // the CA it has loaded.
+//
+// The AgentAPI is the authority's side of the API of kzero's node agents
+// (package agentapi), served by every replica over HTTPS with the
+// authority's X.509-SVID. An agent attests with its pod's projected
+// service account token: a TokenReview and a fresh read of its pod show
+// that it is a pod of the agent DaemonSet on the node it names, and it
+// gets spiffe://<trust-domain>/kzero/agent/<node>. With that SVID as its
+// client certificate it then gets the X.509- and JWT-SVIDs of the service
+// accounts that pods of its own node run as, and the bundle; an agent
+// asking for anything of another node is refused. Every issuance and
+// refusal is audited.
 package authority

@@ -315,9 +315,9 @@ func (s *Signer) fromCache(r *certv1.PodCertificateRequest) Input {
 	return in
 }
 
-// trim keeps of the objects the signer caches only what Decide reads, so
-// that caching every pod of a large cluster costs little memory. It
-// returns other objects unchanged.
+// trim keeps of the objects the signer and the agent API cache only what
+// Decide and the agent API's checks read, so that caching every pod of a
+// large cluster costs little memory. It returns other objects unchanged.
 func trim(obj any) (any, error) {
 	meta := func(m metav1.ObjectMeta) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
@@ -325,6 +325,7 @@ func trim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
 		p := &corev1.Pod{ObjectMeta: meta(o.ObjectMeta)}
+		p.DeletionTimestamp = o.DeletionTimestamp // the agent API's checks
 		if v, ok := o.Annotations[corev1.MirrorPodAnnotationKey]; ok {
 			p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: v}
 		}

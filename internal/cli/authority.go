@@ -40,23 +40,30 @@ type authorityFlags struct {
 	webhookIPs     []net.IP
 	bundleAddr     string
 	bundleID       string
+	agentAddr      string
+	agentSVIDTTL   time.Duration
+	workloadTTL    time.Duration
+	agentSA        string
+	agentDaemonSet string
 }
 
 func authorityCommand() *cobra.Command {
 	f := authorityFlags{}
 	cmd := &cobra.Command{
 		Use:   "authority",
-		Short: "Run the trust domain's certificate authority, PodCertificateRequest signer, pod identity webhook and SPIFFE bundle endpoint",
+		Short: "Run the trust domain's certificate authority, PodCertificateRequest signer, pod identity webhook, SPIFFE bundle endpoint and agent API",
 		Long: `Runs the trust domain's CA, signs PodCertificateRequests for the signer
 kzero.dev/identity, and serves the admission webhook that gives the pods of
 enrolled namespaces their identity volume, so that pods get an X.509-SVID
 with no sidecar and no change to their manifests; it also serves the trust
-bundle to the trust domains that federate with this one:
+bundle to the trust domains that federate with this one, and issues the
+SVIDs of the node agents and, through them, of the pods of their node:
   - Replicas elect a leader with the Lease kzero-authority in --namespace
     (--identity names this replica). Only the leader signs, rotates the CA,
     publishes the trust bundle and sets the webhook's caBundle; it reloads
     the CA's state from the Secret when it takes over. Every replica serves
-    the webhook and the bundle endpoint, and keeps the CA loaded read-only.
+    the webhook, the bundle endpoint and the agent API, and keeps the CA
+    loaded read-only.
   - The CA (a root and an issuing intermediate, rotated with overlap) keeps
     its state and keys in a Secret (--namespace, --secret), created on first
     start and only ever updated at the version it read.
@@ -87,6 +94,19 @@ bundle to the trust domains that federate with this one:
     spiffe://<trust-domain>/ns/<--namespace>/sa/kzero-authority), issued by
     the CA and renewed at half life. A peer is configured with its URL, that
     SPIFFE ID and, once, the trust bundle.
+  - The agent API (HTTPS on --agent-addr, paths /v1/agent/...; empty: off)
+    serves the node agents of the DaemonSet --agent-daemonset, which run as
+    the service account --agent-service-account, both in --namespace. It
+    presents the authority's X.509-SVID
+    (spiffe://<trust-domain>/ns/<--namespace>/sa/kzero-authority). An agent
+    attests with its pod's projected service account token (audience
+    kzero): a TokenReview, then a read of its pod (that UID, a pod of the
+    DaemonSet, on the node the token names, not terminating) and it gets
+    spiffe://<trust-domain>/kzero/agent/<node> for --agent-svid-ttl. With
+    that SVID as its client certificate, it gets the bundle, and the
+    X.509-SVIDs (for --workload-svid-ttl) and JWT-SVIDs of the service
+    accounts that running pods of its own node run as, in enrolled
+    namespaces; anything else, such as a pod of another node, is refused.
   - Every issuance, refusal and admission verdict is an audit event (JSON
     lines on stdout); operational logs go to stderr.
 
@@ -100,7 +120,7 @@ in docs/authority.md.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: $KUBECONFIG, then the in-cluster service account")
 	fl.StringVar(&f.trustDomain, "trust-domain", "cluster.local", "the SPIFFE trust domain of the identities issued")
-	fl.StringVar(&f.namespace, "namespace", kubestore.DefaultNamespace, "namespace of the CA's Secret, of the Lease "+authority.LeaseName+" and of the webhook's Service")
+	fl.StringVar(&f.namespace, "namespace", kubestore.DefaultNamespace, "namespace of the CA's Secret, of the Lease "+authority.LeaseName+", of the webhook's Service and of the agents' DaemonSet and service account")
 	fl.StringVar(&f.secret, "secret", kubestore.DefaultName, "name of the Secret that holds the CA's state")
 	fl.DurationVar(&f.lifetime, "lifetime", authority.DefaultLifetime, "lifetime of the certificates issued (at least 1h; cut to each request's maxExpirationSeconds)")
 	fl.StringVar(&f.identity, "identity", "", "this replica's name in the leader election, unique among replicas; empty: $POD_NAME, else the hostname")
@@ -110,6 +130,11 @@ in docs/authority.md.`,
 	fl.IPSliceVar(&f.webhookIPs, "webhook-ip", nil, "IP addresses to add to the serving certificate, for a webhook reached by URL at an IP (an authority run outside the cluster); repeatable")
 	fl.StringVar(&f.bundleAddr, "bundle-addr", authority.DefaultBundleAddr, "host:port the SPIFFE bundle endpoint listens on (HTTPS, profile https_spiffe, for federation); empty: no bundle endpoint")
 	fl.StringVar(&f.bundleID, "bundle-id", "", "the SPIFFE ID the bundle endpoint presents, which federating peers are configured with; empty: spiffe://<trust-domain>/ns/<namespace>/sa/"+authority.DefaultBundleServiceAccount)
+	fl.StringVar(&f.agentAddr, "agent-addr", authority.DefaultAgentAddr, "host:port the agent API listens on (HTTPS, mTLS after attestation); empty: no agent API")
+	fl.DurationVar(&f.agentSVIDTTL, "agent-svid-ttl", authority.DefaultAgentSVIDTTL, "lifetime of the X.509-SVIDs issued to agents on attestation (1m to 24h)")
+	fl.DurationVar(&f.workloadTTL, "workload-svid-ttl", authority.DefaultWorkloadSVIDTTL, "lifetime of the X.509-SVIDs issued to agents for the pods of their node (1m to 24h)")
+	fl.StringVar(&f.agentSA, "agent-service-account", authority.DefaultAgentServiceAccount, "the service account, in --namespace, whose tokens agents attest with")
+	fl.StringVar(&f.agentDaemonSet, "agent-daemonset", authority.DefaultAgentDaemonSet, "the DaemonSet, in --namespace, whose pods are the agents")
 	return cmd
 }
 
@@ -137,6 +162,9 @@ func (f authorityFlags) validate(getenv func(string) string, hostname func() (st
 	if err != nil {
 		return authoritySettings{}, err
 	}
+	if err := f.validateAgent(); err != nil {
+		return authoritySettings{}, err
+	}
 	names := []struct {
 		flag, value string
 		check       func(string) []string
@@ -144,6 +172,8 @@ func (f authorityFlags) validate(getenv func(string) string, hostname func() (st
 		{"--namespace", f.namespace, validation.IsDNS1123Label},
 		{"--webhook-service", f.webhookService, validation.IsDNS1123Label},
 		{"--webhook-config", f.webhookConfig, validation.IsDNS1123Subdomain},
+		{"--agent-service-account", f.agentSA, validation.IsDNS1123Subdomain},
+		{"--agent-daemonset", f.agentDaemonSet, validation.IsDNS1123Subdomain},
 	}
 	for _, n := range names {
 		if errs := n.check(n.value); len(errs) > 0 {
@@ -193,9 +223,7 @@ func (f authorityFlags) validateBundle(td spiffeid.TrustDomain) (spiffeid.ID, er
 	if err := checkAddr("--bundle-addr", f.bundleAddr); err != nil {
 		return spiffeid.ID{}, err
 	}
-	bh, bp, _ := net.SplitHostPort(f.bundleAddr)
-	wh, wp, _ := net.SplitHostPort(f.webhookAddr)
-	if bp == wp && (bh == wh || bh == "" || wh == "") {
+	if sameListener(f.bundleAddr, f.webhookAddr) {
 		return spiffeid.ID{}, fmt.Errorf("--bundle-addr %q: the webhook listens there (--webhook-addr %q): give the bundle endpoint its own port", f.bundleAddr, f.webhookAddr)
 	}
 	if f.bundleID == "" {
@@ -211,6 +239,39 @@ func (f authorityFlags) validateBundle(td spiffeid.TrustDomain) (spiffeid.ID, er
 		return spiffeid.ID{}, fmt.Errorf("--bundle-id %q: no path: name the endpoint, such as %s/ns/%s/sa/%s", f.bundleID, id, f.namespace, authority.DefaultBundleServiceAccount)
 	}
 	return id, nil
+}
+
+// sameListener reports whether two checked listen addresses would clash:
+// the same port on the same host, or on every host.
+func sameListener(a, b string) bool {
+	ah, ap, _ := net.SplitHostPort(a)
+	bh, bp, _ := net.SplitHostPort(b)
+	return ap == bp && (ah == bh || ah == "" || bh == "")
+}
+
+// validateAgent checks --agent-addr and the lifetimes of the agent API.
+func (f authorityFlags) validateAgent() error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--agent-svid-ttl", f.agentSVIDTTL}, {"--workload-svid-ttl", f.workloadTTL}} {
+		if d.v < authority.MinAgentAPITTL || d.v > authority.MaxAgentAPITTL {
+			return fmt.Errorf("%s %s: must be between %s and %s", d.flag, d.v, authority.MinAgentAPITTL, authority.MaxAgentAPITTL)
+		}
+	}
+	if f.agentAddr == "" {
+		return nil
+	}
+	if err := checkAddr("--agent-addr", f.agentAddr); err != nil {
+		return err
+	}
+	if sameListener(f.agentAddr, f.webhookAddr) {
+		return fmt.Errorf("--agent-addr %q: the webhook listens there (--webhook-addr %q): give the agent API its own port", f.agentAddr, f.webhookAddr)
+	}
+	if f.bundleAddr != "" && sameListener(f.agentAddr, f.bundleAddr) {
+		return fmt.Errorf("--agent-addr %q: the bundle endpoint listens there (--bundle-addr %q): give the agent API its own port", f.agentAddr, f.bundleAddr)
+	}
+	return nil
 }
 
 func runAuthority(cmd *cobra.Command, f authorityFlags) error {
@@ -270,9 +331,32 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 		}
 		runs, bundleID = append(runs, be.Run), be.ID().String()
 	}
+	if f.agentAddr != "" {
+		cached, err := authority.NewCachedCluster(client)
+		if err != nil {
+			return err
+		}
+		api, err := authority.NewAgentAPI(authority.AgentAPIConfig{
+			Addr: f.agentAddr, TrustDomain: set.td, Namespace: f.namespace,
+			CA: func() authority.AgentCA {
+				if c := r.CA(); c != nil {
+					return c
+				}
+				return nil
+			},
+			Tokens: client.AuthenticationV1().TokenReviews(), Cluster: authority.LiveCluster{Client: client}, Cache: cached,
+			ServiceAccount: f.agentSA, DaemonSet: f.agentDaemonSet,
+			AgentSVIDTTL: f.agentSVIDTTL, WorkloadSVIDTTL: f.workloadTTL,
+			Audit: rec, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		runs = append(runs, cached.Run, api.Run)
+	}
 	log.Info("starting", "trustDomain", set.td.Name(), "store", store.String(), "clusterTrustBundle", authority.BundleName(set.td.Name()),
 		"lease", f.namespace+"/"+authority.LeaseName, "webhookAddr", f.webhookAddr, "webhookConfig", f.webhookConfig,
-		"bundleAddr", f.bundleAddr, "bundleEndpointID", bundleID)
+		"bundleAddr", f.bundleAddr, "bundleEndpointID", bundleID, "agentAddr", f.agentAddr)
 	err = authority.RunAll(ctx, runs...)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped")

@@ -45,6 +45,26 @@ func TestAuthorityFlags(t *testing.T) {
 			`--bundle-id "spiffe://cluster.local": no path: name the endpoint, such as spiffe://cluster.local/ns/kzero-system/sa/kzero-authority`},
 		{"bundle id with the endpoint off", []string{"--bundle-addr", "", "--bundle-id", "spiffe://cluster.local/bundle"},
 			`--bundle-id "spiffe://cluster.local/bundle": the bundle endpoint is off (--bundle-addr is empty): give --bundle-addr too, or drop --bundle-id`},
+		{"agent addr without port", []string{"--agent-addr", "10.0.0.1"},
+			`--agent-addr "10.0.0.1": want host:port or :port: address 10.0.0.1: missing port in address`},
+		{"agent addr with port 0", []string{"--agent-addr", ":0"},
+			`--agent-addr ":0": the port must be a number from 1 to 65535`},
+		{"agent addr on the webhook's port", []string{"--agent-addr", "127.0.0.1:8443"},
+			`--agent-addr "127.0.0.1:8443": the webhook listens there (--webhook-addr ":8443"): give the agent API its own port`},
+		{"agent addr on the bundle endpoint's port", []string{"--agent-addr", ":8444"},
+			`--agent-addr ":8444": the bundle endpoint listens there (--bundle-addr ":8444"): give the agent API its own port`},
+		{"agent SVID TTL too short", []string{"--agent-svid-ttl", "30s"},
+			"--agent-svid-ttl 30s: must be between 1m0s and 24h0m0s"},
+		{"agent SVID TTL too long", []string{"--agent-svid-ttl", "48h"},
+			"--agent-svid-ttl 48h0m0s: must be between 1m0s and 24h0m0s"},
+		{"workload SVID TTL too short", []string{"--workload-svid-ttl", "0s"},
+			"--workload-svid-ttl 0s: must be between 1m0s and 24h0m0s"},
+		{"workload SVID TTL too long", []string{"--workload-svid-ttl", "25h"},
+			"--workload-svid-ttl 25h0m0s: must be between 1m0s and 24h0m0s"},
+		{"bad agent service account", []string{"--agent-service-account", "Kzero_Agent"},
+			`--agent-service-account "Kzero_Agent": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+		{"empty agent daemonset", []string{"--agent-daemonset", ""},
+			`--agent-daemonset "": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(append([]string{"authority", "--kubeconfig", "/nonexistent"}, tc.args...)...)
@@ -62,16 +82,17 @@ func TestAuthorityHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{"--kubeconfig", "--trust-domain", "--namespace", "--secret", "--lifetime", "--identity",
-		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip", "--bundle-addr", "--bundle-id"} {
+		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip", "--bundle-addr", "--bundle-id",
+		"--agent-addr", "--agent-svid-ttl", "--workload-svid-ttl", "--agent-service-account", "--agent-daemonset"} {
 		if !strings.Contains(out, "  "+flag+" ") {
 			t.Errorf("--help does not explain %s:\n%s", flag, out)
 		}
 	}
 }
 
-// TestAuthorityBundleFlagsAccepted: good bundle endpoint settings pass the
-// checks and the authority goes on to look for a cluster.
-func TestAuthorityBundleFlagsAccepted(t *testing.T) {
+// TestAuthorityFlagsAccepted: good bundle endpoint and agent API settings
+// pass the checks and the authority goes on to look for a cluster.
+func TestAuthorityFlagsAccepted(t *testing.T) {
 	const want = "no Kubernetes configuration: give --kubeconfig, set KUBECONFIG, or run in a pod with a service account: "
 	for _, tc := range []struct {
 		name string
@@ -81,6 +102,10 @@ func TestAuthorityBundleFlagsAccepted(t *testing.T) {
 		{"off", []string{"--bundle-addr", ""}},
 		{"an ID of its own", []string{"--bundle-id", "spiffe://cluster.local/kzero/bundle-endpoint"}},
 		{"the webhook's port on another IP", []string{"--webhook-addr", "127.0.0.1:8443", "--bundle-addr", "127.0.0.2:8443"}},
+		{"agent API off", []string{"--agent-addr", ""}},
+		{"agent API on the bundle endpoint's port, which is off", []string{"--bundle-addr", "", "--agent-addr", ":8444"}},
+		{"short agent SVIDs", []string{"--agent-svid-ttl", "1m", "--workload-svid-ttl", "24h"}},
+		{"agents of another name", []string{"--agent-service-account", "node-agent", "--agent-daemonset", "node-agent"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(append([]string{"authority", "--kubeconfig", "/nonexistent"}, tc.args...)...)

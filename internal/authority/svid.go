@@ -1,0 +1,124 @@
+package authority
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"kzero.dev/kzero/internal/ca"
+)
+
+// DefaultBundleServiceAccount is the service account the authority runs
+// as. The authority's own SPIFFE ID, which the bundle endpoint and the
+// agent API present by default, is that service account's.
+const DefaultBundleServiceAccount = "kzero-authority"
+
+// authorityID is the authority's own SPIFFE ID, that of its service
+// account: spiffe://<td>/ns/<namespace>/sa/kzero-authority. The signer
+// issues it only to a pod that runs as that service account in an enrolled
+// namespace, and such a pod can read the CA's Secret anyway: the ID gives
+// no one more than they have.
+func authorityID(td spiffeid.TrustDomain, namespace string) (spiffeid.ID, error) {
+	return spiffeid.FromSegments(td, "ns", namespace, "sa", DefaultBundleServiceAccount)
+}
+
+// x509Issuer issues X.509-SVIDs: *ca.CA.
+type x509Issuer interface {
+	IssueX509SVID(ca.X509Request) (*ca.X509SVID, error)
+}
+
+// errNoCA is what a server of the authority answers while no CA is loaded.
+var errNoCA = errors.New("authority: the CA is not loaded yet, so there is no X.509-SVID to serve with and no bundle to verify with (is the leader up, and the CA's Secret readable?)")
+
+// ownSVID is an X.509-SVID one of the authority's servers presents: a key
+// made in memory (never written, never logged), certified by the CA for
+// id, renewed from half its life on. It is an x509svid.Source, safe for
+// concurrent use; unexported, so that the private key is part of no
+// exported API.
+type ownSVID struct {
+	id     spiffeid.ID
+	issuer func() x509Issuer // nil while no CA is loaded
+	// lifetime asked of the CA; zero: its default.
+	lifetime time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+	// what names the server in logs and errors: "bundle endpoint".
+	what string
+
+	mu      sync.Mutex
+	svid    *x509svid.SVID // guarded by mu
+	renew   time.Time      // guarded by mu
+	failing bool           // guarded by mu: the last issuance failed and was logged
+}
+
+var _ x509svid.Source = (*ownSVID)(nil)
+
+// GetX509SVID returns the SVID, renewing it from half its life on; while
+// renewal fails, the current one serves until it expires. The first
+// failure of a run of them is logged as an error, the rest at debug level:
+// anyone who can reach the server can make a handshake.
+func (o *ownSVID) GetX509SVID() (*x509svid.SVID, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := o.now()
+	if o.svid != nil && now.Before(o.renew) {
+		return o.svid, nil
+	}
+	s, err := o.issue()
+	if err != nil {
+		valid := o.svid != nil && now.Before(o.svid.Certificates[0].NotAfter)
+		level := slog.LevelError
+		switch {
+		case o.failing:
+			level = slog.LevelDebug
+		case valid:
+			level = slog.LevelWarn
+		}
+		o.failing = true
+		if valid {
+			o.log.Log(context.Background(), level, "renewing the "+o.what+"'s X.509-SVID failed; serving the current one",
+				"error", err, "notAfter", o.svid.Certificates[0].NotAfter)
+			return o.svid, nil
+		}
+		o.log.Log(context.Background(), level, "no X.509-SVID for the "+o.what+": its TLS handshakes fail", "error", err)
+		return nil, err
+	}
+	o.failing = false
+	leaf := s.Certificates[0]
+	o.svid = s
+	o.renew = leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+	o.log.Info("issued the "+o.what+"'s X.509-SVID", "spiffeID", s.ID.String(), "notAfter", leaf.NotAfter, "renewAt", o.renew)
+	return s, nil
+}
+
+// issue makes a key, and has the CA certify it for the ID.
+func (o *ownSVID) issue() (*x509svid.SVID, error) {
+	c := o.issuer()
+	if c == nil {
+		return nil, errNoCA
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s key: %w", o.what, err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{o.id.URL()}}, key)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s CSR: %w", o.what, err)
+	}
+	s, err := c.IssueX509SVID(ca.X509Request{ID: o.id, CSR: csr, TTL: o.lifetime})
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s X.509-SVID for %s: %w", o.what, o.id, err)
+	}
+	return &x509svid.SVID{ID: s.ID, Certificates: s.Certificates, PrivateKey: key}, nil
+}
