@@ -1,9 +1,16 @@
 // Package admission is kzero's mutating admission webhook: it gives the
-// pods of enrolled namespaces their identity volume, so that developers'
-// manifests mention nothing of kzero. The volume projects a
-// podCertificate source (kubelet makes the key and asks the signer
-// kzero.dev/identity) and the signer's ClusterTrustBundle, mounted
-// read-only in every container at /var/run/secrets/kzero.dev/identity/.
+// pods of enrolled namespaces their identity, so that developers'
+// manifests mention nothing of kzero. It adds two things:
+//
+//   - the identity volume, which projects a podCertificate source (kubelet
+//     makes the key and asks the signer kzero.dev/identity) and the
+//     signer's ClusterTrustBundle, mounted read-only in every container at
+//     /var/run/secrets/kzero.dev/identity/;
+//   - the node agent's SPIFFE Workload API: the node's directory
+//     /run/kzero/agent (a hostPath volume) mounted read-only at the same
+//     path, and SPIFFE_ENDPOINT_SOCKET=unix:///run/kzero/agent/agent.sock,
+//     where SPIFFE clients look for the socket. A pod leaves it out with
+//     the annotation kzero.dev/workload-api: "false".
 //
 // The decision is a pure function, Mutate, over the pod and its namespace;
 // Handler serves it as an admission.k8s.io/v1 AdmissionReview endpoint.

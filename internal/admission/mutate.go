@@ -3,7 +3,9 @@ package admission
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,10 +26,30 @@ const (
 	CredentialBundle = "credentialbundle.pem"
 	TrustBundle      = "bundle.pem"
 
+	// WorkloadAPIVolumeName is the name of the volume that brings the
+	// node agent's Workload API socket into the pod.
+	WorkloadAPIVolumeName = "kzero-workload-api"
+	// WorkloadAPIDir is the directory, on the node, where kzero agent
+	// makes its socket. The volume mounts it at the same path in every
+	// container, read-only (connecting to a unix socket writes nothing).
+	WorkloadAPIDir = "/run/kzero/agent"
+	// WorkloadAPISocket is the socket's path, on the node and in the
+	// containers alike.
+	WorkloadAPISocket = WorkloadAPIDir + "/agent.sock"
+	// EndpointSocketEnv is the environment variable in which the SPIFFE
+	// Workload Endpoint standard has clients look for the Workload API.
+	EndpointSocketEnv = "SPIFFE_ENDPOINT_SOCKET"
+	// EndpointSocket is its value: a unix URI with no authority and the
+	// socket's absolute path, as the standard requires.
+	EndpointSocket = "unix://" + WorkloadAPISocket
+
 	// EnrolledLabel on a namespace enrols its pods.
 	EnrolledLabel = v1alpha1.EnrolledLabel
-	// InjectAnnotation "false" on a pod opts it out.
+	// InjectAnnotation "false" on a pod opts it out of everything.
 	InjectAnnotation = "kzero.dev/inject"
+	// WorkloadAPIAnnotation "false" on a pod leaves the Workload API
+	// socket out; the identity volume is still added.
+	WorkloadAPIAnnotation = "kzero.dev/workload-api"
 )
 
 // Config is what the webhook adds; the zero value means the defaults.
@@ -48,9 +70,21 @@ type Result struct {
 }
 
 // Mutate decides what to add to pod, created in namespace ns. It changes
-// nothing on pods of namespaces that are not enrolled, of kube-system, pods
-// that opt out with the annotation kzero.dev/inject: "false", and pods
-// that already have the volume.
+// nothing on pods of namespaces that are not enrolled, of kube-system, and
+// pods that opt out with the annotation kzero.dev/inject: "false". To the
+// others it adds two things, each unless the pod has it already (a volume
+// of its name), so that a pod is never given either twice:
+//
+//   - the identity volume, VolumeName, mounted read-only at MountPath;
+//   - the Workload API socket: the volume WorkloadAPIVolumeName, the
+//     node's directory WorkloadAPIDir mounted read-only at the same path,
+//     and EndpointSocketEnv set to EndpointSocket; left out of pods
+//     annotated kzero.dev/workload-api: "false".
+//
+// Mounts go into every container and init container that has nothing at
+// their path yet; the variable into every one that does not set it in env
+// (a value from envFrom is overridden: env wins over envFrom). Mutate does
+// not modify pod.
 func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (Result, error) {
 	switch {
 	case ns.Name == metav1.NamespaceSystem:
@@ -60,11 +94,59 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (Result, error) {
 	case pod.Annotations[InjectAnnotation] == "false":
 		return Result{Reason: "the pod opts out with " + InjectAnnotation + `: "false"`}, nil
 	}
+	var (
+		add          additions
+		added, notes []string
+	)
+	if hasVolume(pod, VolumeName) {
+		notes = append(notes, "the pod already has the identity volume")
+	} else {
+		add.volumes = append(add.volumes, identityVolume(cfg))
+		add.mounts = append(add.mounts, corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true})
+		added = append(added, "identity volume")
+	}
+	switch {
+	case pod.Annotations[WorkloadAPIAnnotation] == "false":
+		notes = append(notes, "the pod opts out of the Workload API socket with "+WorkloadAPIAnnotation+`: "false"`)
+	case hasVolume(pod, WorkloadAPIVolumeName):
+		notes = append(notes, "the pod already has the Workload API socket")
+	default:
+		// DirectoryOrCreate: a pod on a node whose agent has not started yet
+		// still starts, and finds the socket once the agent makes it.
+		dir := corev1.HostPathDirectoryOrCreate
+		add.volumes = append(add.volumes, corev1.Volume{Name: WorkloadAPIVolumeName, VolumeSource: corev1.VolumeSource{
+			HostPath: &corev1.HostPathVolumeSource{Path: WorkloadAPIDir, Type: &dir},
+		}})
+		add.mounts = append(add.mounts, corev1.VolumeMount{Name: WorkloadAPIVolumeName, MountPath: WorkloadAPIDir, ReadOnly: true})
+		add.env = append(add.env, corev1.EnvVar{Name: EndpointSocketEnv, Value: EndpointSocket})
+		added = append(added, "Workload API socket")
+	}
+	if len(added) == 0 {
+		return Result{Reason: strings.Join(notes, "; ")}, nil
+	}
+	patch, err := json.Marshal(add.ops(pod))
+	if err != nil {
+		return Result{}, fmt.Errorf("admission: encode patch: %w", err)
+	}
+	reason := strings.Join(added, " and ") + " added: namespace " + ns.Name + " is enrolled"
+	for _, n := range notes {
+		reason += "; " + n
+	}
+	return Result{Patch: patch, Reason: reason}, nil
+}
+
+func hasVolume(pod *corev1.Pod, name string) bool {
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == VolumeName {
-			return Result{Reason: "the pod already has the identity volume"}, nil
+		if v.Name == name {
+			return true
 		}
 	}
+	return false
+}
+
+// identityVolume projects the pod's certificate (kubelet makes the key
+// and asks the signer) and the signer's trust bundle.
+func identityVolume(cfg Config) corev1.Volume {
 	keyType := cfg.KeyType
 	if keyType == "" {
 		keyType = "ECDSAP256"
@@ -74,26 +156,36 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (Result, error) {
 	if cfg.MaxExpirationSeconds > 0 {
 		pc.MaxExpirationSeconds = &cfg.MaxExpirationSeconds
 	}
-	vol := corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+	return corev1.Volume{Name: VolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 		Sources: []corev1.VolumeProjection{
 			{PodCertificate: pc},
 			{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{SignerName: &signer, LabelSelector: &metav1.LabelSelector{}, Path: TrustBundle}},
 		},
 	}}}
-	var ops []op
-	if pod.Spec.Volumes == nil {
-		ops = append(ops, op{"add", "/spec/volumes", []corev1.Volume{vol}})
-	} else {
-		ops = append(ops, op{"add", "/spec/volumes/-", vol})
+}
+
+// additions is what goes into the pod: volumes, and the mounts and
+// environment variables of every container.
+type additions struct {
+	volumes []corev1.Volume
+	mounts  []corev1.VolumeMount
+	env     []corev1.EnvVar
+}
+
+// ops is the JSON patch that makes the additions to pod.
+func (a additions) ops(pod *corev1.Pod) []op {
+	ops := appendOps(nil, "/spec/volumes", len(pod.Spec.Volumes), a.volumes)
+	for _, f := range []struct {
+		field string
+		cs    []corev1.Container
+	}{{"initContainers", pod.Spec.InitContainers}, {"containers", pod.Spec.Containers}} {
+		for i, c := range f.cs {
+			base := "/spec/" + f.field + "/" + strconv.Itoa(i)
+			ops = appendOps(ops, base+"/volumeMounts", len(c.VolumeMounts), missingMounts(c, a.mounts))
+			ops = appendOps(ops, base+"/env", len(c.Env), missingEnv(c, a.env))
+		}
 	}
-	mount := corev1.VolumeMount{Name: VolumeName, MountPath: MountPath, ReadOnly: true}
-	ops = append(ops, mounts("initContainers", pod.Spec.InitContainers, mount)...)
-	ops = append(ops, mounts("containers", pod.Spec.Containers, mount)...)
-	patch, err := json.Marshal(ops)
-	if err != nil {
-		return Result{}, fmt.Errorf("admission: encode patch: %w", err)
-	}
-	return Result{Patch: patch, Reason: "identity volume added: namespace " + ns.Name + " is enrolled"}, nil
+	return ops
 }
 
 // op is one JSON patch operation.
@@ -103,23 +195,42 @@ type op struct {
 	Value any    `json:"value"`
 }
 
-// mounts adds the mount to every container that has nothing at its path.
-func mounts(field string, cs []corev1.Container, m corev1.VolumeMount) []op {
-	var ops []op
-	for i, c := range cs {
-		taken := false
-		for _, vm := range c.VolumeMounts {
-			taken = taken || vm.MountPath == m.MountPath
-		}
-		if taken {
-			continue
-		}
-		base := "/spec/" + field + "/" + strconv.Itoa(i) + "/volumeMounts"
-		if c.VolumeMounts == nil {
-			ops = append(ops, op{"add", base, []corev1.VolumeMount{m}})
-		} else {
-			ops = append(ops, op{"add", base + "/-", m})
-		}
+// appendOps appends to ops the operations that add items to the list at
+// path, which has have items. An empty list is made whole with one add:
+// the API server's JSON of the pod omits empty lists (omitempty), so there
+// is no list to append to, and an add of the member replaces one that is
+// there empty or null. A list with items is appended to, item by item.
+func appendOps[T any](ops []op, path string, have int, items []T) []op {
+	switch {
+	case len(items) == 0:
+		return ops
+	case have == 0:
+		return append(ops, op{"add", path, items})
+	}
+	for _, it := range items {
+		ops = append(ops, op{"add", path + "/-", it})
 	}
 	return ops
+}
+
+// missingMounts returns the mounts of ms at a path where c mounts nothing.
+func missingMounts(c corev1.Container, ms []corev1.VolumeMount) []corev1.VolumeMount {
+	var out []corev1.VolumeMount
+	for _, m := range ms {
+		if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.MountPath == m.MountPath }) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// missingEnv returns the variables of env that c does not set in env.
+func missingEnv(c corev1.Container, env []corev1.EnvVar) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, e := range env {
+		if !slices.ContainsFunc(c.Env, func(ce corev1.EnvVar) bool { return ce.Name == e.Name }) {
+			out = append(out, e)
+		}
+	}
+	return out
 }

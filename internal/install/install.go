@@ -1,14 +1,17 @@
 // Package install renders the manifests that install kzero into a
 // cluster: its namespace, the AccessPolicy CRD, the authority's service
 // account and least-privilege RBAC, its Deployment (two replicas, one
-// leader), Service, PodDisruptionBudget, and the mutating webhook that gives
-// pods of enrolled namespaces their identity. `kzero install` prints them.
+// leader), Service, PodDisruptionBudget, the node agent's service account,
+// RBAC and DaemonSet, and the mutating webhook that gives pods of enrolled
+// namespaces their identity and the agent's Workload API socket.
+// `kzero install` prints them.
 package install
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -24,6 +27,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"kzero.dev/kzero/api/v1alpha1"
+	"kzero.dev/kzero/internal/admission"
+	"kzero.dev/kzero/internal/agentapi"
 )
 
 // Names of what the manifests create.
@@ -36,6 +41,23 @@ const (
 	BundlePort    = 8444 // the SPIFFE bundle endpoint, for federation
 	SignerName    = v1alpha1.SignerName
 	EnrolledLabel = v1alpha1.EnrolledLabel
+
+	// AgentName names the node agent's DaemonSet, service account and
+	// ClusterRole.
+	AgentName = "kzero-agent"
+	// AgentPort is the authority's port for agents, named "agent" on its
+	// Deployment and Service (the agent finds it in the Service's
+	// environment variable KZERO_AUTHORITY_SERVICE_PORT_AGENT).
+	AgentPort = agentapi.DefaultPort
+	// AgentAuthorityDir is where the agent finds what it attests with:
+	// AgentTokenFile, a service account token for agentapi.TokenAudience, and
+	// AgentBundleFile, the trust domain's CAs that verify the authority.
+	AgentAuthorityDir = "/var/run/secrets/kzero.dev/authority"
+	AgentTokenFile    = "token"
+	AgentBundleFile   = "bundle.pem"
+	// AgentTokenSeconds is the lifetime asked for the agent's token, the
+	// shortest the API server allows; kubelet renews it at 80%.
+	AgentTokenSeconds = 600
 )
 
 // Options choose what to install. The zero value of a field means its
@@ -109,7 +131,9 @@ func Render(o Options) ([]byte, error) {
 	out.WriteString("\n")
 	for _, obj := range []any{
 		serviceAccount(o), clusterRole(), clusterRoleBinding(o), role(o), roleBinding(o),
-		deployment(o), service(o), podDisruptionBudget(o), webhook(o),
+		deployment(o), service(o), podDisruptionBudget(o),
+		agentServiceAccount(o), agentClusterRole(), agentClusterRoleBinding(o), daemonSet(o),
+		webhook(o),
 	} {
 		if err := write(&out, obj, true); err != nil {
 			return nil, err
@@ -130,26 +154,45 @@ func write(out *bytes.Buffer, obj any, sep bool) error {
 	return nil
 }
 
-func labels() map[string]string {
-	return map[string]string{"app.kubernetes.io/name": "kzero", "app.kubernetes.io/component": "authority"}
+// Components, as the label app.kubernetes.io/component names them. Each
+// selector names its component, so that the authority's Service and
+// PodDisruptionBudget never select the agent's pods.
+const (
+	authority = "authority"
+	agent     = "agent"
+)
+
+func labels(component string) map[string]string {
+	return map[string]string{"app.kubernetes.io/name": "kzero", "app.kubernetes.io/component": component}
 }
 
-func meta(name, ns string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels()}
+func meta(name, ns, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels(component)}
 }
 
+// TrustBundleName is the name of the ClusterTrustBundle the authority
+// publishes for trustDomain: the signer's name with ':' for '/', then the
+// trust domain, as kube-apiserver requires of a bundle with a signerName.
+func TrustBundleName(trustDomain string) string {
+	return strings.ReplaceAll(SignerName, "/", ":") + ":" + trustDomain
+}
+
+// namespace is kzero's namespace. Its Pod Security level is privileged:
+// the agent's pods need the host's PID namespace and a hostPath volume,
+// which the baseline level already refuses. The authority's pods meet the
+// restricted level all the same (see deployment).
 func namespace(o Options) *corev1.Namespace {
 	return &corev1.Namespace{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Namespace, Labels: map[string]string{
 			"app.kubernetes.io/name":             "kzero",
-			"pod-security.kubernetes.io/enforce": "restricted",
+			"pod-security.kubernetes.io/enforce": "privileged",
 		}},
 	}
 }
 
 func serviceAccount(o Options) *corev1.ServiceAccount {
-	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(Name, o.Namespace)}
+	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(Name, o.Namespace, authority)}
 }
 
 // ClusterRules is what the authority does cluster-wide, verb by verb; see
@@ -164,13 +207,14 @@ func ClusterRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "serviceaccounts", "nodes"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
 			ResourceNames: []string{WebhookConfig}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 	}
 }
 
 func clusterRole() *rbacv1.ClusterRole {
 	return &rbacv1.ClusterRole{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
-		ObjectMeta: meta(Name, ""),
+		ObjectMeta: meta(Name, "", authority),
 		Rules:      ClusterRules(),
 	}
 }
@@ -178,7 +222,7 @@ func clusterRole() *rbacv1.ClusterRole {
 func clusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 	return &rbacv1.ClusterRoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
-		ObjectMeta: meta(Name, ""),
+		ObjectMeta: meta(Name, "", authority),
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: Name},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: o.Namespace}},
 	}
@@ -199,7 +243,7 @@ func NamespaceRules() []rbacv1.PolicyRule {
 func role(o Options) *rbacv1.Role {
 	return &rbacv1.Role{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
-		ObjectMeta: meta(Name, o.Namespace),
+		ObjectMeta: meta(Name, o.Namespace, authority),
 		Rules:      NamespaceRules(),
 	}
 }
@@ -207,7 +251,7 @@ func role(o Options) *rbacv1.Role {
 func roleBinding(o Options) *rbacv1.RoleBinding {
 	return &rbacv1.RoleBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
-		ObjectMeta: meta(Name, o.Namespace),
+		ObjectMeta: meta(Name, o.Namespace, authority),
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: Name},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: Name, Namespace: o.Namespace}},
 	}
@@ -218,12 +262,12 @@ func deployment(o Options) *appsv1.Deployment {
 	uid := int64(65532)
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: meta(Name, o.Namespace),
+		ObjectMeta: meta(Name, o.Namespace, authority),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &o.Replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels()},
+			Selector: &metav1.LabelSelector{MatchLabels: labels(authority)},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels()},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels(authority)},
 				Spec: corev1.PodSpec{
 					ServiceAccountName: Name,
 					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid,
@@ -232,9 +276,10 @@ func deployment(o Options) *appsv1.Deployment {
 						Name: "authority", Image: o.Image, ImagePullPolicy: o.PullPolicy,
 						Args: []string{"authority", "--trust-domain", o.TrustDomain, "--namespace", o.Namespace,
 							"--secret", SecretName, "--webhook-addr", fmt.Sprintf(":%d", WebhookPort),
-							"--bundle-addr", fmt.Sprintf(":%d", BundlePort)},
-						Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-						Ports: []corev1.ContainerPort{{Name: "webhook", ContainerPort: WebhookPort}, {Name: "bundle", ContainerPort: BundlePort}},
+							"--bundle-addr", fmt.Sprintf(":%d", BundlePort), "--agent-addr", fmt.Sprintf(":%d", AgentPort)},
+						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Ports: []corev1.ContainerPort{{Name: "webhook", ContainerPort: WebhookPort}, {Name: "bundle", ContainerPort: BundlePort},
+							{Name: "agent", ContainerPort: AgentPort}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("webhook")}},
 							PeriodSeconds: 5},
 						Resources: corev1.ResourceRequirements{
@@ -253,11 +298,12 @@ func deployment(o Options) *appsv1.Deployment {
 func service(o Options) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: meta(Name, o.Namespace),
-		Spec: corev1.ServiceSpec{Selector: labels(),
+		ObjectMeta: meta(Name, o.Namespace, authority),
+		Spec: corev1.ServiceSpec{Selector: labels(authority),
 			Ports: []corev1.ServicePort{
 				{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")},
 				{Name: "spiffe-bundle", Port: BundlePort, TargetPort: intstr.FromString("bundle")},
+				{Name: "agent", Port: AgentPort, TargetPort: intstr.FromString("agent")},
 			}},
 	}
 }
@@ -266,8 +312,121 @@ func podDisruptionBudget(o Options) *policyv1.PodDisruptionBudget {
 	one := intstr.FromInt32(1)
 	return &policyv1.PodDisruptionBudget{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
-		ObjectMeta: meta(Name, o.Namespace),
-		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: labels()}},
+		ObjectMeta: meta(Name, o.Namespace, authority),
+		Spec:       policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: labels(authority)}},
+	}
+}
+
+func agentServiceAccount(o Options) *corev1.ServiceAccount {
+	return &corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(AgentName, o.Namespace, agent)}
+}
+
+// AgentRules is what the node agent does with the API, verb by verb: it
+// watches the pods of its node (a field selector on spec.nodeName, which
+// RBAC cannot narrow: the rule allows every pod) to attest the callers of
+// its Workload API, and the namespaces to know which are enrolled. It
+// reads no Secret and writes nothing; what it needs of the authority it
+// asks over the agent API, with its own token. See docs/install.md.
+func AgentRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
+	}
+}
+
+func agentClusterRole() *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"},
+		ObjectMeta: meta(AgentName, "", agent),
+		Rules:      AgentRules(),
+	}
+}
+
+func agentClusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
+	return &rbacv1.ClusterRoleBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"},
+		ObjectMeta: meta(AgentName, "", agent),
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: AgentName},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: AgentName, Namespace: o.Namespace}},
+	}
+}
+
+// daemonSet runs kzero agent on every node. What it is given, and why
+// (docs/install.md says it for a person):
+//
+//   - hostPID: the kernel gives the PID of a caller on the socket
+//     (SO_PEERCRED) in the agent's PID namespace; only in the host's are
+//     other pods' processes, and their /proc/<pid>/cgroup, visible.
+//   - user 0 with no capability at all: /proc/<pid>/cgroup and
+//     /proc/<pid>/stat are readable by every user (mode 0444, and the
+//     kernel shows the fields read without a ptrace check), so reading
+//     them needs neither CAP_SYS_PTRACE nor CAP_DAC_READ_SEARCH; user 0 is
+//     for the socket's directory, which kubelet makes on the node owned by
+//     root, mode 0755.
+//   - the node's directory admission.WorkloadAPIDir, read-write: the
+//     socket every enrolled pod mounts.
+//   - a projected token for agentapi.TokenAudience, and the trust domain's
+//     CAs from the authority's ClusterTrustBundle, to attest to the
+//     authority and to verify it.
+//
+// The authority's address comes from the environment variables of its
+// Service (KZERO_AUTHORITY_SERVICE_HOST, ..._PORT_AGENT), which kubelet
+// sets in the pods of the Service's namespace created after it: Render
+// puts the Service before the DaemonSet.
+func daemonSet(o Options) *appsv1.DaemonSet {
+	yes, no := true, false
+	root := int64(0)
+	dirOrCreate := corev1.HostPathDirectoryOrCreate
+	tokenSeconds := int64(AgentTokenSeconds)
+	ctb := TrustBundleName(o.TrustDomain)
+	// defaults has checked the trust domain and the namespace (a DNS
+	// label, so a valid path segment): these cannot panic.
+	authorityID := spiffeid.RequireFromSegments(spiffeid.RequireTrustDomainFromString(o.TrustDomain), "ns", o.Namespace, "sa", Name)
+	return &appsv1.DaemonSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
+		ObjectMeta: meta(AgentName, o.Namespace, agent),
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels(agent)},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels(agent)},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:           AgentName,
+					AutomountServiceAccountToken: &yes, // it watches pods and namespaces
+					HostPID:                      true,
+					Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					SecurityContext: &corev1.PodSecurityContext{
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+					Containers: []corev1.Container{{
+						Name: agent, Image: o.Image, ImagePullPolicy: o.PullPolicy,
+						Args: []string{"agent", "--node-name", "$(NODE_NAME)", "--trust-domain", o.TrustDomain,
+							"--authority-id", authorityID.String(),
+							"--bundle-file", AgentAuthorityDir + "/" + AgentBundleFile,
+							"--token-file", AgentAuthorityDir + "/" + AgentTokenFile,
+							"--socket", admission.WorkloadAPISocket},
+						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+						},
+						SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root, RunAsNonRoot: &no,
+							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "workload-api", MountPath: admission.WorkloadAPIDir},
+							{Name: "authority", MountPath: AgentAuthorityDir, ReadOnly: true},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "workload-api", VolumeSource: corev1.VolumeSource{
+							HostPath: &corev1.HostPathVolumeSource{Path: admission.WorkloadAPIDir, Type: &dirOrCreate}}},
+						{Name: "authority", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+							{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: agentapi.TokenAudience,
+								ExpirationSeconds: &tokenSeconds, Path: AgentTokenFile}},
+							{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{Name: &ctb, Path: AgentBundleFile}},
+						}}}},
+					},
+				},
+			},
+		},
 	}
 }
 
@@ -290,7 +449,7 @@ func Webhook(ns string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	timeout := int32(5)
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: meta(WebhookConfig, ""),
+		ObjectMeta: meta(WebhookConfig, "", authority),
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name:                    "pod-identity.kzero.dev",
 			AdmissionReviewVersions: []string{"v1"},

@@ -77,7 +77,7 @@ func TestInstallManifestsDryRun(t *testing.T) {
 		}
 		n++
 	}
-	if n != 10 {
-		t.Errorf("dry-ran %d objects, want 10", n)
+	if n != 14 {
+		t.Errorf("dry-ran %d objects, want 14", n)
 	}
 }
