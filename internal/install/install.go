@@ -430,6 +430,16 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 	}
 }
 
+// Agent is what kzero install ships for the node agent in o's namespace:
+// its DaemonSet and service account, and the ClusterRole (AgentRules) and
+// binding. The e2e tests run the agent from exactly these.
+func Agent(o Options) (*appsv1.DaemonSet, *corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, error) {
+	if err := o.defaults(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return daemonSet(o), agentServiceAccount(o), agentClusterRole(), agentClusterRoleBinding(o), nil
+}
+
 // webhook is the mutating webhook. Its namespaceSelector sends it only pods
 // of enrolled namespaces, never kube-system, so its failure (policy Fail:
 // no pod of an enrolled namespace starts without its identity) blocks
