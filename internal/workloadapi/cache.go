@@ -244,11 +244,24 @@ func (c *cache) issue(ctx context.Context, id spiffeid.ID) (*issued, error) {
 		return nil, fmt.Errorf("workloadapi: the signer certified %s when asked for %s", s.ID, id)
 	}
 	leaf := s.Certificates[0]
-	if !c.now().Before(leaf.NotAfter) {
+	now := c.now()
+	if !now.Before(leaf.NotAfter) {
 		return nil, fmt.Errorf("workloadapi: the signer's X.509-SVID for %s expired at %s (is the agent's clock right?)", id, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &issued{
 		id: id, chain: der, key: keyDER, notAfter: leaf.NotAfter,
-		renewAt: leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2),
+		renewAt: RenewAt(leaf, now),
 	}, nil
+}
+
+// RenewAt is when a certificate received at now is renewed: half way from
+// then (or its NotBefore, if later) to its NotAfter. Half of its life
+// counted from NotBefore would be too early, or already past, for a
+// certificate whose NotBefore is backdated for clock skew.
+func RenewAt(leaf *x509.Certificate, now time.Time) time.Time {
+	from := leaf.NotBefore
+	if now.After(from) {
+		from = now
+	}
+	return from.Add(leaf.NotAfter.Sub(from) / 2)
 }

@@ -3,6 +3,7 @@ package workloadapi
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"testing"
@@ -81,8 +82,9 @@ func TestCacheRenewsAtHalfLifeAndBacksOffAfterFailures(t *testing.T) {
 	release := c.watch(webID)
 	defer release()
 	first, changed := mustGet(t, c, webID)
-	if want := first.notAfter.Add(-30*time.Minute - 15*time.Second); !first.renewAt.Equal(want) {
-		// The CA backdates by 30 s: half of 1 h 30 s.
+	if want := first.notAfter.Add(-30 * time.Minute); !first.renewAt.Equal(want) {
+		// Half of what is left of it when it arrives: the CA backdates
+		// NotBefore by 30 s, which is no time the agent had it.
 		t.Fatalf("renewAt %s, want %s", first.renewAt, want)
 	}
 
@@ -210,4 +212,27 @@ func issue(t *testing.T, at time.Time, csr []byte) [][]byte {
 		t.Fatal(err)
 	}
 	return chain
+}
+
+// A certificate backdated for clock skew is renewed half way through the
+// time the agent has it, not half way through its life from NotBefore,
+// which may be past already.
+func TestRenewAt(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name              string
+		notBefore, expiry time.Duration // from now
+		want              time.Duration
+	}{
+		{"backdated 30 s", -30 * time.Second, time.Hour, 30 * time.Minute},
+		{"backdated past half its life", -5 * time.Minute, time.Minute, 30 * time.Second},
+		{"not yet valid", time.Minute, 3 * time.Minute, 2 * time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leaf := &x509.Certificate{NotBefore: now.Add(tc.notBefore), NotAfter: now.Add(tc.expiry)}
+			if got := RenewAt(leaf, now).Sub(now); got != tc.want {
+				t.Errorf("RenewAt = now+%s, want now+%s", got, tc.want)
+			}
+		})
+	}
 }
