@@ -41,11 +41,7 @@ From a person's shell:
 	root.AddCommand(
 		versionCommand(),
 		authorityCommand(),
-		notBuilt("agent", "Serve the SPIFFE Workload API and the node's mTLS tunnel",
-			`Runs on every node (DaemonSet): serves the SPIFFE Workload API on a unix
-socket to the pods of its node, attested by pid, cgroup and pod, and
-carries their traffic over mutually authenticated HBONE tunnels, enforcing
-AccessPolicy at L4 and L7.`),
+		agentCommand(),
 		notBuilt("gateway", "Run the north-south gateway",
 			`Serves Gateway API and Ingress routes, terminates TLS, authenticates end
 users (OIDC JWT, client certificates) and forwards to backends over the mesh

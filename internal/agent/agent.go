@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"kzero.dev/kzero/api/v1alpha1"
+	"kzero.dev/kzero/internal/authority"
+	"kzero.dev/kzero/internal/podattest"
+	"kzero.dev/kzero/internal/workloadapi"
+)
+
+// Config configures an Agent. Fields marked required are checked by New.
+type Config struct {
+	// NodeName is the node the agent runs on. Required.
+	NodeName string
+	// TrustDomain of the authority, the agent and the workloads. Required.
+	TrustDomain spiffeid.TrustDomain
+	// AuthorityURL is the authority's agent API, https://host:port.
+	// Required.
+	AuthorityURL string
+	// AuthorityID is the SPIFFE ID the authority presents. Required.
+	AuthorityID spiffeid.ID
+	// BundleFile and TokenFile: see ClientConfig. Required.
+	BundleFile, TokenFile string
+	// SocketPath is where the Workload API listens, an absolute path.
+	// Required.
+	SocketPath string
+	// Client reaches the API server: the agent watches its node's pods
+	// and the namespaces (list and watch). Required.
+	Client kubernetes.Interface
+	// Log receives operational messages; never key material or tokens.
+	// Required.
+	Log *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// ProcRoot is procfs as it shows the callers' processes; "" means
+	// /proc (the agent runs in the host's PID namespace).
+	ProcRoot string
+}
+
+// Agent is the node agent: the client of the authority (attestation,
+// renewal, the bundle), the informers of the node's pods and of the
+// namespaces, and the Workload API on a unix socket for the pods of
+// enrolled namespaces on the node. Create it with New and call Run once.
+type Agent struct {
+	cfg        Config
+	client     *Client
+	pods       *podattest.NodePods
+	namespaces informers.SharedInformerFactory
+	// trustBundles watches the trust domain's ClusterTrustBundle, a source of
+	// the authorities that verify the authority.
+	trustBundles informers.SharedInformerFactory
+	nsSynced     cache.InformerSynced
+	server       *workloadapi.Server
+	started      atomic.Bool
+}
+
+// New checks cfg and sets the agent up; it makes no request and opens no
+// socket until Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("agent: invalid config: client: required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	bundles := &workloadapi.Bundles{}
+	ctbName := authority.BundleName(cfg.TrustDomain.Name())
+	ctbs := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ctbName).String()
+	}))
+	ctbLister := ctbs.Certificates().V1().ClusterTrustBundles().Lister()
+	client, err := NewClient(ClientConfig{
+		URL: cfg.AuthorityURL, TrustDomain: cfg.TrustDomain, NodeName: cfg.NodeName, AuthorityID: cfg.AuthorityID,
+		BundleFile: cfg.BundleFile, TokenFile: cfg.TokenFile, Bundles: bundles, Log: cfg.Log, Now: cfg.Now,
+		Authorities: func() []*x509.Certificate {
+			ctb, err := ctbLister.Get(ctbName)
+			if err != nil {
+				return nil
+			}
+			b, err := x509bundle.Parse(cfg.TrustDomain, []byte(ctb.Spec.TrustBundle))
+			if err != nil {
+				return nil
+			}
+			return b.X509Authorities()
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	pods, err := podattest.NewNodePods(cfg.Client, cfg.NodeName)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	factory := informers.NewSharedInformerFactory(cfg.Client, 0)
+	nsInformer := factory.Core().V1().Namespaces()
+	att, err := podattest.New(podattest.Config{
+		NodeName: cfg.NodeName, TrustDomain: cfg.TrustDomain, Pods: pods, ProcRoot: cfg.ProcRoot,
+		Enrolled: enrolled(nsInformer.Lister()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	server, err := workloadapi.New(workloadapi.Config{
+		SocketPath: cfg.SocketPath, TrustDomain: cfg.TrustDomain,
+		Attestor: podAttestor(att), Signer: client, Bundles: bundles, Log: cfg.Log, Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return &Agent{
+		cfg: cfg, client: client, pods: pods, namespaces: factory, trustBundles: ctbs,
+		nsSynced: nsInformer.Informer().HasSynced, server: server,
+	}, nil
+}
+
+// enrolled reports whether a namespace is enrolled, from the informer's
+// copy: labeled v1alpha1.EnrolledLabel=true.
+func enrolled(namespaces corelisters.NamespaceLister) func(string) bool {
+	return func(name string) bool {
+		ns, err := namespaces.Get(name)
+		return err == nil && ns.Labels[v1alpha1.EnrolledLabel] == "true"
+	}
+}
+
+// podAttestor identifies a caller of the Workload API by its PID, its
+// cgroup and its pod. A refusal is podattest's *RefusalError, whose
+// PublicMessage the server sends the caller.
+func podAttestor(att *podattest.Attestor) workloadapi.Attestor {
+	return workloadapi.AttestorFunc(func(ctx context.Context, c workloadapi.Caller) (spiffeid.ID, error) {
+		r, err := att.Attest(ctx, c.PID)
+		if err != nil {
+			return spiffeid.ID{}, err
+		}
+		return r.ID, nil
+	})
+}
+
+// Client returns the agent's client of the authority.
+func (a *Agent) Client() *Client { return a.client }
+
+// Run runs the agent until ctx ends, then returns ctx.Err(): the client's
+// attestation, renewal and bundle loop, the informers of the node's pods
+// and of the namespaces and, once they have synced, the Workload API. It
+// returns early with the error of a part that fails (the socket cannot be
+// made, say), having stopped the others.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("agent: Run was called twice: make a new Agent")
+	}
+	a.cfg.Log.Info("starting the agent", "node", a.cfg.NodeName, "spiffeID", a.client.ID().String(),
+		"authority", a.cfg.AuthorityURL, "authorityID", a.cfg.AuthorityID.String(), "socket", a.cfg.SocketPath)
+	return authority.RunAll(ctx, a.client.Run, a.pods.Run, a.runNamespaces, a.serve)
+}
+
+// runNamespaces watches the namespaces and the trust domain's
+// ClusterTrustBundle until ctx ends.
+func (a *Agent) runNamespaces(ctx context.Context) error {
+	a.namespaces.StartWithContext(ctx)
+	a.trustBundles.StartWithContext(ctx)
+	<-ctx.Done()
+	a.namespaces.Shutdown()
+	a.trustBundles.Shutdown()
+	return ctx.Err()
+}
+
+// serve serves the Workload API once the informers have synced: until
+// then, every caller would be refused.
+func (a *Agent) serve(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), a.pods.HasSynced, a.nsSynced) {
+		return ctx.Err()
+	}
+	a.cfg.Log.Info("the node's pods and the namespaces are read: serving the Workload API")
+	return a.server.Run(ctx)
+}
