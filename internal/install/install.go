@@ -330,6 +330,9 @@ func agentServiceAccount(o Options) *corev1.ServiceAccount {
 func AgentRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
+		// The trust domain's ClusterTrustBundle, read from the API server
+		// as well as from kubelet's projection, which may lag minutes.
+		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch"}},
 	}
 }
 
