@@ -1,0 +1,473 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"kzero.dev/kzero/internal/admission"
+	"kzero.dev/kzero/internal/agentapi"
+	"kzero.dev/kzero/internal/audit"
+	"kzero.dev/kzero/internal/authority"
+	"kzero.dev/kzero/internal/ca/catest"
+	"kzero.dev/kzero/internal/install"
+	"kzero.dev/kzero/test/cluster"
+)
+
+// kzeroImage and workloadImage are built by the tests that need them.
+const (
+	kzeroImage    = "kzero.local/kzero:e2e"
+	workloadImage = "kzero.local/e2e-workload:v1"
+)
+
+var loadAgentImages = sync.OnceValue(func() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := kube.LoadImage(ctx, "./cmd/kzero", kzeroImage); err != nil {
+		return err
+	}
+	return kube.LoadImage(ctx, "./test/e2e/workload", workloadImage)
+})
+
+// The lifetimes the agent tests issue: short, so that a rotation and an
+// agent SVID's expiry happen within the test.
+const (
+	testAgentSVIDTTL    = time.Minute
+	testWorkloadSVIDTTL = time.Minute
+)
+
+// agentAPI is the authority's agent API run in this process.
+type agentAPI struct {
+	addr string
+	out  *syncBuffer
+	stop func()
+}
+
+// startAgentAPI serves the agent API at addr (host:0 for a free port)
+// beside the replica r, as the authority's service account.
+func startAgentAPI(t testing.TB, client kubernetes.Interface, storeNS, addr string, r *replica, out *syncBuffer) *agentAPI {
+	t.Helper()
+	var ln net.Listener
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		var err error
+		ln, err = net.Listen("tcp", addr) // the port of a stopped API may linger a moment
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAuthority, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := authority.NewAgentAPI(authority.AgentAPIConfig{
+		Listener: ln, TrustDomain: trustDomain, Namespace: storeNS,
+		CA: func() authority.AgentCA {
+			if c := r.r.CA(); c != nil {
+				return c
+			}
+			return nil
+		},
+		Tokens:       client.AuthenticationV1().TokenReviews(),
+		Cluster:      authority.LiveCluster{Client: client},
+		AgentSVIDTTL: testAgentSVIDTTL, WorkloadSVIDTTL: testWorkloadSVIDTTL,
+		Audit: rec, Log: slog.New(slog.NewTextHandler(tlog{t}, nil)).With("component", "agent-api"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Run(ctx) }()
+	a := &agentAPI{addr: ln.Addr().String(), out: out}
+	var once sync.Once
+	a.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(a.stop)
+	return a
+}
+
+// startAgent runs the node agent as kzero install ships it, in storeNS,
+// calling the agent API at apiAddr, and waits until its socket is there.
+func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
+	t.Helper()
+	ctx := t.Context()
+	ds, sa, role, binding, err := install.Agent(install.Options{Image: kzeroImage, Namespace: storeNS, PullPolicy: corev1.PullNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	c.Args = append(c.Args, "--authority-url", "https://"+apiAddr)
+	ds.Spec.Template.Spec.Containers[0] = c
+	if _, err := kube.Client.CoreV1().ServiceAccounts(storeNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rbac := kube.Client.RbacV1()
+	role.Name += "-" + storeNS
+	binding.Name += "-" + storeNS
+	binding.RoleRef.Name = role.Name
+	if _, err := rbac.ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rbac.ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{}) })
+	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rbac.ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
+	})
+	if _, err := kube.Client.AppsV1().DaemonSets(storeNS).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pod *corev1.Pod
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := kube.Client.CoreV1().Pods(storeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+		if err != nil || len(l.Items) != 1 || l.Items[0].Status.Phase != corev1.PodRunning {
+			return false, nil
+		}
+		pod = &l.Items[0]
+		_, err = os.Stat(admission.WorkloadAPISocket)
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("the agent did not start and make its socket %s: %v", admission.WorkloadAPISocket, err)
+	}
+	return pod
+}
+
+// TestWorkloadAPI is issue 6's acceptance on the real cluster: the agent,
+// a DaemonSet as kzero install ships it, attests to the authority and
+// serves the Workload API to the pods of enrolled namespaces, which reach
+// its socket with nothing in their manifests.
+func TestWorkloadAPI(t *testing.T) {
+	if err := loadAgentImages(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.CheckContained(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	client, storeNS, _, a := webhookSetup(t)
+	apiOut := &syncBuffer{}
+	api := startAgentAPI(t, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, apiOut)
+	agentPod := startAgent(t, storeNS, api.addr)
+	enrolled := enrolledWithSA(t, "web")
+	wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", enrolled)
+
+	pod := testPod("workload")
+	pod.Spec.ServiceAccountName = "web"
+	pod.Spec.Containers[0].Image = workloadImage
+	createPod(t, enrolled, pod)
+	waitPod(t, enrolled, "workload", 2*time.Minute, ready)
+
+	t.Run("a pod gets its X.509-SVID, bundle and JWT-SVID through the socket", func(t *testing.T) {
+		for _, want := range []string{"x509: " + wantID + " serial ", "jwt-api: " + wantID + "\n", "jwt-bundle: " + wantID + "\n", "stream 1: " + wantID + " serial "} {
+			waitLog(t, enrolled, "workload", want, time.Minute)
+		}
+		e := waitEvent(t, api.out, "the agent's attestation", func(e audit.Event) bool {
+			return e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeSuccess && e.Issuance.Requester == "node/"+agentPod.Spec.NodeName
+		})
+		if got := e.Issuance.SPIFFEID.String(); got != "spiffe://cluster.local"+agentapi.AgentPathPrefix+agentPod.Spec.NodeName {
+			t.Errorf("the agent's SVID is for %s", got)
+		}
+	})
+
+	t.Run("the rotated SVID arrives on the same stream", func(t *testing.T) {
+		// The workload's SVID lives a minute and is renewed at half life;
+		// the program prints every message of its one stream, and exits on
+		// a stream error.
+		waitSerials(t, enrolled, "workload", wantID, 2, 2*time.Minute)
+		if log := podLog(t, enrolled, "workload"); strings.Contains(log, "error:") {
+			t.Errorf("the workload failed: %s", log)
+		}
+	})
+
+	t.Run("a process of the node outside any pod is refused", func(t *testing.T) {
+		c, err := workloadapi.New(t.Context(), workloadapi.WithAddr(admission.EndpointSocket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.FetchX509SVID(t.Context())
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("FetchX509SVID from the test process: %v, want PermissionDenied", err)
+		}
+	})
+
+	t.Run("a request without the security header is refused", func(t *testing.T) {
+		conn, err := grpc.NewClient("unix:"+admission.WorkloadAPISocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		stream, err := workload.NewSpiffeWorkloadAPIClient(conn).FetchX509SVID(t.Context(), &workload.X509SVIDRequest{})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != "security header missing from request" {
+			t.Errorf("FetchX509SVID without the header: %v, want InvalidArgument: security header missing from request", err)
+		}
+	})
+
+	t.Run("the agent of one node cannot get the SVID of another node's pod", func(t *testing.T) {
+		other := otherNodePod(t, enrolled)
+		// Attest as the agent of this node, with a token bound to its pod.
+		tok, err := kube.Client.CoreV1().ServiceAccounts(storeNS).CreateToken(t.Context(), install.AgentName, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
+			Audiences:      []string{agentapi.TokenAudience},
+			BoundObjectRef: &authv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: agentPod.Name, UID: agentPod.UID},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		authorityID := spiffeid.RequireFromSegments(trustDomain, "ns", storeNS, "sa", "kzero-authority")
+		bundle := trustBundle(t)
+		key, csr := catest.NewCSR(t)
+		var att agentapi.AttestResponse
+		tlsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(authorityID))}}
+		if code := postJSON(t, tlsClient, api.addr, agentapi.AttestPath, agentapi.AttestRequest{Token: tok.Status.Token, CSR: csr}, &att); code != http.StatusOK {
+			t.Fatalf("attest: %d", code)
+		}
+		svid, err := x509svid.ParseRaw(bytes.Join(att.Chain, nil), mustPKCS8(t, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mtls := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(authorityID))}}
+		otherID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", enrolled, other.Spec.ServiceAccountName)
+		_, csr2 := catest.NewCSR(t)
+		var refusal agentapi.Error
+		if code := postJSON(t, mtls, api.addr, agentapi.X509SVIDPath, agentapi.X509SVIDRequest{ID: otherID, CSR: csr2}, &refusal); code != http.StatusForbidden {
+			t.Fatalf("the X.509-SVID of a pod of node %s: %d %q, want 403", other.Spec.NodeName, code, refusal.Error)
+		}
+		t.Logf("refused: %s", refusal.Error)
+		waitEvent(t, api.out, "the refusal", func(e audit.Event) bool {
+			return e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeFailure && e.Issuance != nil &&
+				e.Issuance.SPIFFEID.String() == otherID && strings.Contains(e.Reason, agentPod.Spec.NodeName)
+		})
+	})
+
+	t.Run("the authority down longer than the agent's SVID, then back", func(t *testing.T) {
+		before := len(serials(podLog(t, enrolled, "workload"), wantID))
+		attested := len(attestations(t, apiOut, agentPod.Spec.NodeName))
+		api.stop()
+		down := testAgentSVIDTTL + 15*time.Second
+		t.Logf("the agent API is down for %s", down)
+		time.Sleep(down)
+		startAgentAPI(t, client, storeNS, api.addr, a, apiOut)
+		// The agent attests again by itself, and the workload's stream
+		// carries a fresh SVID.
+		waitSerials(t, enrolled, "workload", wantID, before+1, 2*time.Minute)
+		if n := len(attestations(t, apiOut, agentPod.Spec.NodeName)); n <= attested {
+			t.Errorf("%d attestations after the authority came back, %d before: the agent did not attest again", n, attested)
+		}
+		pod := testPod("later")
+		pod.Spec.ServiceAccountName = "web"
+		pod.Spec.Containers[0].Image = workloadImage
+		createPod(t, enrolled, pod)
+		waitLog(t, enrolled, "later", "jwt-bundle: "+wantID+"\n", 2*time.Minute)
+	})
+}
+
+// otherNodePod makes a node with no kubelet and binds a pod of ns, running
+// as service account other, to it.
+func otherNodePod(t *testing.T, ns string) *corev1.Pod {
+	t.Helper()
+	ctx := t.Context()
+	nodeName := "kzero-e2e-other-" + ns
+	if _, err := kube.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = kube.Client.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{})
+	})
+	if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "other"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := testPod("elsewhere")
+	pod.Spec.ServiceAccountName = "other"
+	pod.Spec.NodeName = nodeName
+	p, err := kube.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// serials are the serials of the X.509-SVIDs for id a workload pod's log
+// shows on its stream, each once, in order.
+func serials(log, id string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		var n int
+		var got, serial string
+		if _, err := fmt.Sscanf(line, "stream %d: %s serial %s verified", &n, &got, &serial); err != nil || got != id {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1] != serial {
+			out = append(out, serial)
+		}
+	}
+	return out
+}
+
+// waitSerials waits until the workload's stream has shown n different
+// X.509-SVIDs for id.
+func waitSerials(t testing.TB, ns, name, id string, n int, timeout time.Duration) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), time.Second, timeout, true, func(context.Context) (bool, error) {
+		return len(serials(podLog(t, ns, name), id)) >= n, nil //nolint:contextcheck // podLog reads with the test's context
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s did not get %d SVIDs on its stream: %v; log:\n%s", ns, name, n, err, podLog(t, ns, name))
+	}
+	t.Logf("%d SVIDs on the stream of %s/%s", n, ns, name)
+}
+
+// attestations are the successful attestations of the agent of node in
+// the agent API's audit stream.
+func attestations(t testing.TB, out *syncBuffer, node string) []audit.Event {
+	var got []audit.Event
+	for _, e := range out.events(t) {
+		if e.Kind == audit.KindIssuance && e.Outcome == audit.OutcomeSuccess && e.Issuance.Requester == "node/"+node {
+			got = append(got, e)
+		}
+	}
+	return got
+}
+
+// waitLog waits until the pod's log holds want.
+func waitLog(t testing.TB, ns, name, want string, timeout time.Duration) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), time.Second, timeout, true, func(context.Context) (bool, error) {
+		return strings.Contains(podLog(t, ns, name), want), nil //nolint:contextcheck // podLog reads with the test's context
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s did not print %q: %v; log:\n%s", ns, name, want, err, podLog(t, ns, name))
+	}
+}
+
+// postJSON posts in as JSON to the agent API at addr and decodes the
+// answer into out; it returns the status code.
+func postJSON(t testing.TB, c *http.Client, addr, path string, in, out any) int {
+	t.Helper()
+	body, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("POST %s: %d, body: %v", path, resp.StatusCode, err)
+	}
+	return resp.StatusCode
+}
+
+// mustPKCS8 is key in PKCS#8 DER.
+func mustPKCS8(t testing.TB, key any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// BenchmarkAgentMemory measures the agent's resident memory once it
+// serves 100 pods, each under a service account of its own (100
+// identities), each holding a FetchX509SVID stream open:
+//
+//	go test -tags e2e -run '^$' -bench AgentMemory -benchtime 1x ./test/e2e/
+func BenchmarkAgentMemory(b *testing.B) {
+	if err := loadAgentImages(); err != nil {
+		b.Fatal(err)
+	}
+	client, storeNS, _, a := webhookSetup(b)
+	api := startAgentAPI(b, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, &syncBuffer{})
+	startAgent(b, storeNS, api.addr)
+	ns := enrolledNamespace(b)
+	const pods = 100
+	for i := range pods {
+		name := fmt.Sprintf("id-%03d", i)
+		if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Create(b.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		pod := testPod(name)
+		pod.Spec.ServiceAccountName = name
+		pod.Spec.Containers[0].Image = workloadImage
+		createPod(b, ns, pod)
+	}
+	for i := range pods {
+		name := fmt.Sprintf("id-%03d", i)
+		waitLog(b, ns, name, fmt.Sprintf("stream 1: spiffe://cluster.local/ns/%s/sa/%s serial ", ns, name), 5*time.Minute)
+	}
+	for range b.N {
+		rss, err := agentRSS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(rss)/(1<<20), "agent-RSS-MiB")
+	}
+}
+
+// agentRSS is the resident memory of the one `kzero agent` process of the
+// node, in bytes.
+func agentRSS() (int64, error) {
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range procs {
+		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err != nil || !bytes.HasPrefix(bytes.TrimPrefix(cmd, []byte("/")), []byte("kzero\x00agent\x00")) && !bytes.Contains(cmd, []byte("/kzero\x00agent\x00")) {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + p.Name() + "/status")
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
+				return kb << 10, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no kzero agent process on this node")
+}
