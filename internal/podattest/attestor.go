@@ -24,8 +24,10 @@ type Pods interface {
 // DefaultWait is how long Attest waits, by default, for the API server's
 // view of a pod to show the caller's container running: a container that
 // asks for its identity as soon as it starts may be running before
-// kubelet has reported it.
-const DefaultWait = 2 * time.Second
+// kubelet has reported it, and when 100 pods start at once kubelet
+// reports them seconds late (seen on the e2e cluster: 2 s was not enough).
+// SPIRE's Kubernetes workload attestor waits about as long by default.
+const DefaultWait = 30 * time.Second
 
 // pollInterval is how often Attest looks at the pod again while it waits.
 const pollInterval = 100 * time.Millisecond
