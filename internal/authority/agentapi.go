@@ -141,18 +141,10 @@ func NewAgentAPI(cfg AgentAPIConfig) (*AgentAPI, error) {
 	if cfg.Namespace == "" {
 		errs = append(errs, errors.New("namespace: required"))
 	}
-	switch {
-	case cfg.ID.IsZero() && !cfg.TrustDomain.IsZero() && cfg.Namespace != "":
-		id, err := authorityID(cfg.TrustDomain, cfg.Namespace)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("namespace: %q does not make the default ID: %w", cfg.Namespace, err))
-		}
+	if id, err := serverID(cfg.TrustDomain, cfg.Namespace, cfg.ID, "API"); err != nil {
+		errs = append(errs, err)
+	} else {
 		cfg.ID = id
-	case cfg.ID.IsZero():
-	case cfg.ID.Path() == "":
-		errs = append(errs, fmt.Errorf("id: %s has no path: name the API, such as %s/ns/<namespace>/sa/%s", cfg.ID, cfg.ID, DefaultBundleServiceAccount))
-	case !cfg.TrustDomain.IsZero() && !cfg.ID.MemberOf(cfg.TrustDomain):
-		errs = append(errs, fmt.Errorf("id: %s is not in trust domain %s: the CA issues SVIDs only in its own", cfg.ID, cfg.TrustDomain))
 	}
 	if cfg.CA == nil {
 		errs = append(errs, errors.New("ca: required"))

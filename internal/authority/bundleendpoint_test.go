@@ -3,7 +3,6 @@ package authority_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -68,15 +67,7 @@ func serve(t *testing.T, cfg authority.BundleEndpointConfig) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("Run returned %v, want context.Canceled", err)
-		}
-	})
+	runUntilCleanup(t, e.Run)
 	return "https://" + ln.Addr().String() + "/"
 }
 

@@ -33,6 +33,28 @@ func authorityID(td spiffeid.TrustDomain, namespace string) (spiffeid.ID, error)
 	return spiffeid.FromSegments(td, "ns", namespace, "sa", DefaultBundleServiceAccount)
 }
 
+// serverID is the SPIFFE ID a server of the authority (what names it in
+// errors) presents: id, checked, or when zero the authority's own in
+// namespace. A zero td or namespace leaves the checks that need it to the
+// caller, which reports them missing.
+func serverID(td spiffeid.TrustDomain, namespace string, id spiffeid.ID, what string) (spiffeid.ID, error) {
+	switch {
+	case id.IsZero() && (td.IsZero() || namespace == ""):
+		return id, nil
+	case id.IsZero():
+		d, err := authorityID(td, namespace)
+		if err != nil {
+			return id, fmt.Errorf("namespace: %q does not make the default ID: %w", namespace, err)
+		}
+		return d, nil
+	case id.Path() == "":
+		return id, fmt.Errorf("id: %s has no path: name the %s, such as %s/ns/<namespace>/sa/%s", id, what, id, DefaultBundleServiceAccount)
+	case !td.IsZero() && !id.MemberOf(td):
+		return id, fmt.Errorf("id: %s is not in trust domain %s: the CA issues SVIDs only in its own", id, td)
+	}
+	return id, nil
+}
+
 // x509Issuer issues X.509-SVIDs: *ca.CA.
 type x509Issuer interface {
 	IssueX509SVID(ca.X509Request) (*ca.X509SVID, error)
