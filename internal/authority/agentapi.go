@@ -204,12 +204,9 @@ func (a *AgentAPI) ID() spiffeid.ID { return a.cfg.ID }
 // flight five seconds, and returns ctx.Err(); it returns early only if it
 // cannot listen or serve.
 func (a *AgentAPI) Run(ctx context.Context) error {
-	ln := a.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", a.cfg.Addr); err != nil {
-			return fmt.Errorf("authority: agent API: %w", err)
-		}
+	ln, err := listen(ctx, a.cfg.Listener, a.cfg.Addr, "agent API")
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           a,

@@ -135,12 +135,9 @@ func (e *BundleEndpoint) ID() spiffeid.ID { return e.cfg.ID }
 // flight five seconds, and returns ctx.Err(); it returns early only if it
 // cannot listen or serve.
 func (e *BundleEndpoint) Run(ctx context.Context) error {
-	ln := e.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", e.cfg.Addr); err != nil {
-			return fmt.Errorf("authority: bundle endpoint: %w", err)
-		}
+	ln, err := listen(ctx, e.cfg.Listener, e.cfg.Addr, "bundle endpoint")
+	if err != nil {
+		return err
 	}
 	tc := tlsconfig.TLSServerConfig(e.svid)
 	tc.CipherSuites = tlsCipherSuites

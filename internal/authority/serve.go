@@ -14,6 +14,19 @@ import (
 // context ends.
 const shutdownGrace = 5 * time.Second
 
+// listen returns ln, or when it is nil a new listener on the TCP address
+// addr; what names the server in the error.
+func listen(ctx context.Context, ln net.Listener, addr, what string) (net.Listener, error) {
+	if ln != nil {
+		return ln, nil
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s: %w", what, err)
+	}
+	return ln, nil
+}
+
 // serveTLS serves srv over TLS (srv.TLSConfig) on ln until ctx ends, then
 // stops accepting, gives the requests in flight shutdownGrace and returns
 // ctx.Err(); it returns early only if it cannot serve. what names the

@@ -129,12 +129,9 @@ func (w *Webhook) DNSNames() []string { return append([]string(nil), w.names...)
 // flight five seconds, and returns ctx.Err(); it returns early only if it
 // cannot listen or serve.
 func (w *Webhook) Run(ctx context.Context) error {
-	ln := w.cfg.Listener
-	if ln == nil {
-		var err error
-		if ln, err = (&net.ListenConfig{}).Listen(ctx, "tcp", w.cfg.Addr); err != nil {
-			return fmt.Errorf("authority: webhook: %w", err)
-		}
+	ln, err := listen(ctx, w.cfg.Listener, w.cfg.Addr, "webhook")
+	if err != nil {
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle(MutatePodsPath, &admission.Handler{Namespaces: w.cfg.Namespaces, Log: w.cfg.Log, Decided: w.audit})
