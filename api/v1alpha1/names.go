@@ -11,4 +11,24 @@ const (
 	// ModeLabel on an enrolled namespace, set to "audit", lets everything
 	// through while recording what enforcement would have done.
 	ModeLabel = "kzero.dev/mode"
+	// Namespace is where kzero install puts kzero: the authority, its
+	// Secret and Lease, the agents.
+	Namespace = "kzero-system"
+	// TrustBundleNamePrefix is the prefix kube-apiserver requires of the
+	// name of a ClusterTrustBundle whose spec.signerName is SignerName: the
+	// signer name with its slash turned into a colon, then a colon.
+	TrustBundleNamePrefix = "kzero.dev:identity:"
+	// WorkloadAPIDir is the directory, on the node, where kzero agent
+	// makes its socket; the authority's webhook mounts it at the same path
+	// in the containers of enrolled pods.
+	WorkloadAPIDir = "/run/kzero/agent"
+	// WorkloadAPISocket is the Workload API's socket, on the node and in
+	// the containers alike.
+	WorkloadAPISocket = WorkloadAPIDir + "/agent.sock"
 )
+
+// TrustBundleName is the name of the ClusterTrustBundle the authority
+// publishes for the trust domain named tdName: TrustBundleNamePrefix +
+// tdName (a trust domain name is a valid DNS subdomain, which is what the
+// API requires of the rest).
+func TrustBundleName(tdName string) string { return TrustBundleNamePrefix + tdName }

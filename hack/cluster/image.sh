@@ -2,9 +2,10 @@
 # image.sh: builds a container image from one static Go binary, with no Docker
 # engine, and imports it into the cluster's containerd.
 #
-#   image.sh [--no-import] [--path /in/image] PACKAGE REF
+#   image.sh [--no-import] [--path /in/image] [--also PACKAGE2]... PACKAGE REF
 #       builds the Go package PACKAGE (a path in this repository, e.g.
-#       ./test/e2e/testserver) with CGO_ENABLED=0, then as below
+#       ./test/e2e/testserver) with CGO_ENABLED=0, then as below; each
+#       PACKAGE2 is built too and put beside it, at /<its directory's name>
 #   image.sh [--no-import] [--path /in/image] --binary FILE REF
 #       uses the static binary FILE
 #
@@ -13,12 +14,13 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-import=1 binary="" pkg="" path_in=""
+import=1 binary="" pkg="" path_in="" also=()
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--no-import) import=0; shift ;;
 	--binary) binary="$2"; shift 2 ;;
 	--path) path_in="$2"; shift 2 ;;
+	--also) also+=("$2"); shift 2 ;;
 	-*) die "unknown flag $1 (see the top of $0)" ;;
 	*) break ;;
 	esac
@@ -40,8 +42,15 @@ if [[ -n "${pkg}" ]]; then
 		die "building ${pkg} failed; see the Go error above"
 fi
 [[ -x "${binary}" ]] || die "${binary} is not an executable file"
+extra=()
+for p in "${also[@]}"; do
+	out="${KZERO_IMAGE_DIR}/bin/$(basename "${p}")"
+	(cd "${KZERO_REPO_ROOT}" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "${out}" "${p}") ||
+		die "building ${p} failed; see the Go error above"
+	extra+=(-also "${out}")
+done
 tarball="${KZERO_IMAGE_DIR}/${base//:/_}.tar"
-args=(-binary "${binary}" -tag "${ref}" -o "${tarball}")
+args=(-binary "${binary}" "${extra[@]}" -tag "${ref}" -o "${tarball}")
 [[ -n "${path_in}" ]] && args+=(-path "${path_in}")
 "${KZERO_TOOLS_BIN}/mkimage" "${args[@]}"
 

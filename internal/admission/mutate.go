@@ -29,19 +29,12 @@ const (
 	// WorkloadAPIVolumeName is the name of the volume that brings the
 	// node agent's Workload API socket into the pod.
 	WorkloadAPIVolumeName = "kzero-workload-api"
-	// WorkloadAPIDir is the directory, on the node, where kzero agent
-	// makes its socket. The volume mounts it at the same path in every
-	// container, read-only (connecting to a unix socket writes nothing).
-	WorkloadAPIDir = "/run/kzero/agent"
-	// WorkloadAPISocket is the socket's path, on the node and in the
-	// containers alike.
-	WorkloadAPISocket = WorkloadAPIDir + "/agent.sock"
 	// EndpointSocketEnv is the environment variable in which the SPIFFE
 	// Workload Endpoint standard has clients look for the Workload API.
 	EndpointSocketEnv = "SPIFFE_ENDPOINT_SOCKET"
 	// EndpointSocket is its value: a unix URI with no authority and the
 	// socket's absolute path, as the standard requires.
-	EndpointSocket = "unix://" + WorkloadAPISocket
+	EndpointSocket = "unix://" + v1alpha1.WorkloadAPISocket
 
 	// EnrolledLabel on a namespace enrols its pods.
 	EnrolledLabel = v1alpha1.EnrolledLabel
@@ -77,7 +70,7 @@ type Result struct {
 //
 //   - the identity volume, VolumeName, mounted read-only at MountPath;
 //   - the Workload API socket: the volume WorkloadAPIVolumeName, the
-//     node's directory WorkloadAPIDir mounted read-only at the same path,
+//     node's directory v1alpha1.WorkloadAPIDir mounted read-only at the same path,
 //     and EndpointSocketEnv set to EndpointSocket; left out of pods
 //     annotated kzero.dev/workload-api: "false".
 //
@@ -115,9 +108,9 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (Result, error) {
 		// still starts, and finds the socket once the agent makes it.
 		dir := corev1.HostPathDirectoryOrCreate
 		add.volumes = append(add.volumes, corev1.Volume{Name: WorkloadAPIVolumeName, VolumeSource: corev1.VolumeSource{
-			HostPath: &corev1.HostPathVolumeSource{Path: WorkloadAPIDir, Type: &dir},
+			HostPath: &corev1.HostPathVolumeSource{Path: v1alpha1.WorkloadAPIDir, Type: &dir},
 		}})
-		add.mounts = append(add.mounts, corev1.VolumeMount{Name: WorkloadAPIVolumeName, MountPath: WorkloadAPIDir, ReadOnly: true})
+		add.mounts = append(add.mounts, corev1.VolumeMount{Name: WorkloadAPIVolumeName, MountPath: v1alpha1.WorkloadAPIDir, ReadOnly: true})
 		add.env = append(add.env, corev1.EnvVar{Name: EndpointSocketEnv, Value: EndpointSocket})
 		added = append(added, "Workload API socket")
 	}

@@ -5,22 +5,21 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"kzero.dev/kzero/api/v1alpha1"
-	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/podattest"
+	"kzero.dev/kzero/internal/run"
 	"kzero.dev/kzero/internal/workloadapi"
 )
 
@@ -40,9 +39,10 @@ type Config struct {
 	// SocketPath is where the Workload API listens, an absolute path.
 	// Required.
 	SocketPath string
-	// Client reaches the API server: the agent watches its node's pods
-	// and the namespaces (list and watch). Required.
-	Client kubernetes.Interface
+	// Kube lists and watches the node's pods, the namespaces and the
+	// trust domain's ClusterTrustBundle: NewKube's, in production.
+	// Required.
+	Kube Kube
 	// Log receives operational messages; never key material or tokens.
 	// Required.
 	Log *slog.Logger
@@ -61,11 +61,10 @@ type Agent struct {
 	cfg        Config
 	client     *Client
 	pods       *podattest.NodePods
-	namespaces informers.SharedInformerFactory
+	namespaces cache.SharedIndexInformer
 	// trustBundles watches the trust domain's ClusterTrustBundle, a source of
 	// the authorities that verify the authority.
-	trustBundles informers.SharedInformerFactory
-	nsSynced     cache.InformerSynced
+	trustBundles cache.SharedIndexInformer
 	server       *workloadapi.Server
 	started      atomic.Bool
 }
@@ -73,24 +72,22 @@ type Agent struct {
 // New checks cfg and sets the agent up; it makes no request and opens no
 // socket until Run.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("agent: invalid config: client: required")
+	if cfg.Kube == nil {
+		return nil, errors.New("agent: invalid config: kube: required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	bundles := &workloadapi.Bundles{}
-	ctbName := authority.BundleName(cfg.TrustDomain.Name())
-	ctbs := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", ctbName).String()
-	}))
-	ctbLister := ctbs.Certificates().V1().ClusterTrustBundles().Lister()
+	ctbName := v1alpha1.TrustBundleName(cfg.TrustDomain.Name())
+	ctbs := cache.NewSharedIndexInformer(cfg.Kube.ClusterTrustBundle(ctbName), &certificatesv1.ClusterTrustBundle{}, 0, cache.Indexers{})
 	client, err := NewClient(ClientConfig{
 		URL: cfg.AuthorityURL, TrustDomain: cfg.TrustDomain, NodeName: cfg.NodeName, AuthorityID: cfg.AuthorityID,
 		BundleFile: cfg.BundleFile, TokenFile: cfg.TokenFile, Bundles: bundles, Log: cfg.Log, Now: cfg.Now,
 		Authorities: func() []*x509.Certificate {
-			ctb, err := ctbLister.Get(ctbName)
-			if err != nil {
+			obj, ok, err := ctbs.GetStore().GetByKey(ctbName)
+			ctb, isCTB := obj.(*certificatesv1.ClusterTrustBundle)
+			if err != nil || !ok || !isCTB {
 				return nil
 			}
 			b, err := x509bundle.Parse(cfg.TrustDomain, []byte(ctb.Spec.TrustBundle))
@@ -103,15 +100,17 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	pods, err := podattest.NewNodePods(cfg.Client, cfg.NodeName)
+	pods, err := podattest.NewNodePods(cfg.Kube.Pods(cfg.NodeName), cfg.NodeName)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	factory := informers.NewSharedInformerFactory(cfg.Client, 0)
-	nsInformer := factory.Core().V1().Namespaces()
+	namespaces := cache.NewSharedIndexInformer(cfg.Kube.Namespaces(), &corev1.Namespace{}, 0, cache.Indexers{})
+	if err := namespaces.SetTransform(trimNamespace); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	att, err := podattest.New(podattest.Config{
 		NodeName: cfg.NodeName, TrustDomain: cfg.TrustDomain, Pods: pods, ProcRoot: cfg.ProcRoot,
-		Enrolled: enrolled(nsInformer.Lister()),
+		Enrolled: enrolled(namespaces.GetStore()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -124,18 +123,28 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	return &Agent{
-		cfg: cfg, client: client, pods: pods, namespaces: factory, trustBundles: ctbs,
-		nsSynced: nsInformer.Informer().HasSynced, server: server,
+		cfg: cfg, client: client, pods: pods, namespaces: namespaces, trustBundles: ctbs, server: server,
 	}, nil
 }
 
 // enrolled reports whether a namespace is enrolled, from the informer's
 // copy: labeled v1alpha1.EnrolledLabel=true.
-func enrolled(namespaces corelisters.NamespaceLister) func(string) bool {
+func enrolled(namespaces cache.Store) func(string) bool {
 	return func(name string) bool {
-		ns, err := namespaces.Get(name)
-		return err == nil && ns.Labels[v1alpha1.EnrolledLabel] == "true"
+		obj, ok, err := namespaces.GetByKey(name)
+		ns, isNS := obj.(*corev1.Namespace)
+		return err == nil && ok && isNS && ns.Labels[v1alpha1.EnrolledLabel] == "true"
 	}
+}
+
+// trimNamespace keeps of a namespace what enrolled reads: its name and
+// labels.
+func trimNamespace(obj any) (any, error) {
+	o, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil // a tombstone: the informer handles it
+	}
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels}}, nil
 }
 
 // podAttestor identifies a caller of the Workload API by its PID, its
@@ -165,24 +174,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.cfg.Log.Info("starting the agent", "node", a.cfg.NodeName, "spiffeID", a.client.ID().String(),
 		"authority", a.cfg.AuthorityURL, "authorityID", a.cfg.AuthorityID.String(), "socket", a.cfg.SocketPath)
-	return authority.RunAll(ctx, a.client.Run, a.pods.Run, a.runNamespaces, a.serve)
+	return run.All(ctx, a.client.Run, a.pods.Run, a.runNamespaces, a.serve)
 }
 
 // runNamespaces watches the namespaces and the trust domain's
 // ClusterTrustBundle until ctx ends.
 func (a *Agent) runNamespaces(ctx context.Context) error {
-	a.namespaces.StartWithContext(ctx)
-	a.trustBundles.StartWithContext(ctx)
-	<-ctx.Done()
-	a.namespaces.Shutdown()
-	a.trustBundles.Shutdown()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.namespaces.RunWithContext(ctx) })
+	wg.Go(func() { a.trustBundles.RunWithContext(ctx) })
+	wg.Wait()
 	return ctx.Err()
 }
 
 // serve serves the Workload API once the informers have synced: until
 // then, every caller would be refused.
 func (a *Agent) serve(ctx context.Context) error {
-	if !cache.WaitForCacheSync(ctx.Done(), a.pods.HasSynced, a.nsSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), a.pods.HasSynced, a.namespaces.HasSynced) {
 		return ctx.Err()
 	}
 	a.cfg.Log.Info("the node's pods and the namespaces are read: serving the Workload API")

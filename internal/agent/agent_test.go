@@ -53,7 +53,7 @@ func TestAgentServesTheWorkloadAPIToThePodsOfEnrolledNamespaces(t *testing.T) {
 	a, err := agent.New(agent.Config{
 		NodeName: node, TrustDomain: td, AuthorityURL: s.url, AuthorityID: authorityID,
 		BundleFile: files.bundle, TokenFile: files.token, SocketPath: sock,
-		Client: kube, Log: testLog(t), Now: s.clock.Now, ProcRoot: fakeProc(t),
+		Kube: clientsetKube{kube}, Log: testLog(t), Now: s.clock.Now, ProcRoot: fakeProc(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +129,8 @@ func TestNewChecksTheConfig(t *testing.T) {
 		cfg  agent.Config
 		want string
 	}{
-		{"no client", agent.Config{}, "agent: invalid config: client: required"},
-		{"no node", agent.Config{Client: fake.NewClientset()}, "agent: invalid client config: url: required\ntrustDomain: required\n" +
+		{"no kube", agent.Config{}, "agent: invalid config: kube: required"},
+		{"no node", agent.Config{Kube: clientsetKube{fake.NewClientset()}}, "agent: invalid client config: url: required\ntrustDomain: required\n" +
 			"nodeName: required\nauthorityID: required\nbundleFile: required\ntokenFile: required\nlog: required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

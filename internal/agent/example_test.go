@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"kzero.dev/kzero/internal/agent"
@@ -20,7 +19,7 @@ func ExampleNew() {
 	if err != nil {
 		return
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	kube, err := agent.NewKube(cfg)
 	if err != nil {
 		return
 	}
@@ -33,7 +32,7 @@ func ExampleNew() {
 		BundleFile:   "/var/run/secrets/kzero.dev/authority/bundle.pem",
 		TokenFile:    "/var/run/secrets/kzero.dev/authority/token",
 		SocketPath:   "/run/kzero/agent/agent.sock",
-		Client:       kube,
+		Kube:         kube,
 		Log:          slog.New(slog.NewJSONHandler(os.Stderr, nil)),
 	})
 	if err != nil {

@@ -1,4 +1,7 @@
-package cli
+// Package agentcmd is the command of the node agent: `kzero agent` in
+// kzero's command line and the whole of the kzero-agent binary, which the
+// DaemonSet runs (the agent's code alone, for a small footprint).
+package agentcmd
 
 import (
 	"context"
@@ -14,11 +17,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 
-	"kzero.dev/kzero/internal/admission"
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/agent"
-	"kzero.dev/kzero/internal/kubestore"
+	"kzero.dev/kzero/internal/kubeconfig"
 )
 
 // agentFlags are the bootstrap settings of `kzero agent`.
@@ -48,7 +50,8 @@ const (
 	authorityPortEnv = "KZERO_AUTHORITY_SERVICE_PORT_AGENT"
 )
 
-func agentCommand() *cobra.Command {
+// New returns the agent command, named agent.
+func New() *cobra.Command {
 	f := agentFlags{}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -95,10 +98,10 @@ SIGTERM or interrupt, removing its socket.`,
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name; empty: $"+nodeNameEnv)
 	fl.StringVar(&f.trustDomain, "trust-domain", "cluster.local", "the SPIFFE trust domain")
 	fl.StringVar(&f.authorityURL, "authority-url", "", "the authority's agent API, https://host:port; empty: https://$"+authorityHostEnv+":$"+authorityPortEnv+", which kubelet sets for the Service kzero-authority")
-	fl.StringVar(&f.authorityID, "authority-id", "", "the SPIFFE ID the authority presents; empty: spiffe://<trust-domain>/ns/"+kubestore.DefaultNamespace+"/sa/kzero-authority")
+	fl.StringVar(&f.authorityID, "authority-id", "", "the SPIFFE ID the authority presents; empty: spiffe://<trust-domain>/ns/"+v1alpha1.Namespace+"/sa/kzero-authority")
 	fl.StringVar(&f.bundleFile, "bundle-file", defaultAgentBundleFile, "the trust domain's CAs (PEM) to verify the authority with")
 	fl.StringVar(&f.tokenFile, "token-file", defaultAgentTokenFile, "the projected service account token (audience kzero) to attest with")
-	fl.StringVar(&f.socket, "socket", admission.WorkloadAPISocket, "the unix socket of the Workload API")
+	fl.StringVar(&f.socket, "socket", v1alpha1.WorkloadAPISocket, "the unix socket of the Workload API")
 	return cmd
 }
 
@@ -140,7 +143,7 @@ func (f agentFlags) validate(getenv func(string) string) (agentSettings, error) 
 	}
 	id := f.authorityID
 	if id == "" {
-		id = "spiffe://" + td.Name() + "/ns/" + kubestore.DefaultNamespace + "/sa/kzero-authority"
+		id = "spiffe://" + td.Name() + "/ns/" + v1alpha1.Namespace + "/sa/kzero-authority"
 	}
 	aid, err := spiffeid.FromString(id)
 	switch {
@@ -149,7 +152,7 @@ func (f agentFlags) validate(getenv func(string) string) (agentSettings, error) 
 	case !aid.MemberOf(td):
 		return agentSettings{}, fmt.Errorf("--authority-id %q: not in --trust-domain %s: the authority's SVID is of its trust domain", id, td.Name())
 	case aid.Path() == "":
-		return agentSettings{}, fmt.Errorf("--authority-id %q: no path: give the authority's, such as spiffe://%s/ns/%s/sa/kzero-authority", id, td.Name(), kubestore.DefaultNamespace)
+		return agentSettings{}, fmt.Errorf("--authority-id %q: no path: give the authority's, such as spiffe://%s/ns/%s/sa/kzero-authority", id, td.Name(), v1alpha1.Namespace)
 	}
 	for _, p := range []struct{ flag, path string }{{"--bundle-file", f.bundleFile}, {"--token-file", f.tokenFile}, {"--socket", f.socket}} {
 		if !filepath.IsAbs(p.path) {
@@ -184,18 +187,18 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := restConfig(f.kubeconfig)
+	cfg, err := kubeconfig.Load(f.kubeconfig)
 	if err != nil {
 		return err
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	kube, err := agent.NewKube(cfg)
 	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+		return err
 	}
-	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil)).With("component", "agent", "node", set.node)
+	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil)).With("component", "agent")
 	a, err := agent.New(agent.Config{
 		NodeName: set.node, TrustDomain: set.td, AuthorityURL: set.url, AuthorityID: set.authorityID,
-		BundleFile: f.bundleFile, TokenFile: f.tokenFile, SocketPath: f.socket, Client: client, Log: log,
+		BundleFile: f.bundleFile, TokenFile: f.tokenFile, SocketPath: f.socket, Kube: kube, Log: log,
 	})
 	if err != nil {
 		return err

@@ -1,11 +1,11 @@
-package cli
+package agentcmd
 
 import (
 	"bytes"
 	"strings"
 	"testing"
 
-	"kzero.dev/kzero/internal/admission"
+	"kzero.dev/kzero/api/v1alpha1"
 )
 
 // TestAgentFlags: the agent's flags are checked before anything starts,
@@ -14,7 +14,7 @@ import (
 // the DaemonSet's pods.
 func TestAgentFlags(t *testing.T) {
 	env := map[string]string{"NODE_NAME": "node-a", "KZERO_AUTHORITY_SERVICE_HOST": "10.96.0.7", "KZERO_AUTHORITY_SERVICE_PORT_AGENT": "8445"}
-	base := agentFlags{trustDomain: "cluster.local", bundleFile: defaultAgentBundleFile, tokenFile: defaultAgentTokenFile, socket: admission.WorkloadAPISocket}
+	base := agentFlags{trustDomain: "cluster.local", bundleFile: defaultAgentBundleFile, tokenFile: defaultAgentTokenFile, socket: v1alpha1.WorkloadAPISocket}
 	for _, tc := range []struct {
 		name   string
 		change func(*agentFlags)
@@ -86,8 +86,9 @@ func TestAgentFlags(t *testing.T) {
 // TestAgentHelp: every flag is explained, with its default.
 func TestAgentHelp(t *testing.T) {
 	var out bytes.Buffer
-	root := New(&out, &out)
-	root.SetArgs([]string{"agent", "--help"})
+	root := New()
+	root.SetOut(&out)
+	root.SetArgs([]string{"--help"})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +116,10 @@ func TestAgentFlagsCheckedBeforeTheCluster(t *testing.T) {
 		{[]string{"--authority-url", "https://10.96.0.7:8445"}, "no Kubernetes configuration: give --kubeconfig, set KUBECONFIG, or run in a pod with a service account: "},
 	} {
 		var out bytes.Buffer
-		root := New(&out, &out)
-		root.SetArgs(append([]string{"agent", "--kubeconfig", "/nonexistent"}, tc.args...))
+		root := New()
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append([]string{"--kubeconfig", "/nonexistent"}, tc.args...))
 		if err := root.Execute(); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %s", tc.args, err, tc.want)
 		}

@@ -2,15 +2,15 @@ package authority
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/client-go/kubernetes"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/run"
 )
 
 // Config configures an Authority: the Signer and the Rotator of one CA.
@@ -42,7 +42,7 @@ type Authority struct {
 }
 
 // New checks cfg and builds the Signer and the Rotator; it makes no
-// request until Run. The ClusterTrustBundle is BundleName(trust domain).
+// request until Run. The ClusterTrustBundle is v1alpha1.TrustBundleName(trust domain).
 func New(cfg Config) (*Authority, error) {
 	var issuer Issuer
 	var rotating Rotating
@@ -54,7 +54,7 @@ func New(cfg Config) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := NewRotator(RotatorConfig{Client: cfg.Client, CA: rotating, BundleName: BundleName(cfg.TrustDomain.Name()),
+	r, err := NewRotator(RotatorConfig{Client: cfg.Client, CA: rotating, BundleName: v1alpha1.TrustBundleName(cfg.TrustDomain.Name()),
 		WebhookConfig: cfg.WebhookConfig, Log: cfg.Log, Now: cfg.Now})
 	if err != nil {
 		return nil, err
@@ -66,26 +66,5 @@ func New(cfg Config) (*Authority, error) {
 // it stops the other and returns the first error (ctx.Err() when ctx
 // ended).
 func (a *Authority) Run(ctx context.Context) error {
-	return RunAll(ctx, a.rotator.Run, a.signer.Run)
-}
-
-// RunAll runs every fn until ctx ends or one of them fails; a failure
-// stops the others and is returned, else ctx.Err(). Each fn must return
-// once its context ends.
-func RunAll(ctx context.Context, fns ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	for _, fn := range fns {
-		wg.Go(func() {
-			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				cancel(err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
+	return run.All(ctx, a.rotator.Run, a.signer.Run)
 }

@@ -13,16 +13,6 @@ import (
 	certclient "k8s.io/client-go/kubernetes/typed/certificates/v1"
 )
 
-// BundleNamePrefix is the prefix kube-apiserver requires of the name of a
-// ClusterTrustBundle whose spec.signerName is SignerName: the signer name
-// with its slash turned into a colon, then a colon.
-const BundleNamePrefix = "kzero.dev:identity:"
-
-// BundleName is the name of the ClusterTrustBundle kzero publishes for the
-// trust domain td: BundleNamePrefix + td (a trust domain name is a valid
-// DNS subdomain, which is what the API requires of the rest).
-func BundleName(tdName string) string { return BundleNamePrefix + tdName }
-
 // bundlePEM is the ClusterTrustBundle's trustBundle for b: every X.509
 // authority, PEM, in the bundle's order.
 func bundlePEM(b *spiffebundle.Bundle) string {

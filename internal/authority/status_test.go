@@ -169,9 +169,3 @@ func TestKeyType(t *testing.T) {
 		}
 	}
 }
-
-func TestBundleName(t *testing.T) {
-	if got := BundleName("cluster.local"); got != "kzero.dev:identity:cluster.local" {
-		t.Errorf("BundleName = %q", got)
-	}
-}

@@ -16,14 +16,15 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/kubeconfig"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/internal/leader"
+	"kzero.dev/kzero/internal/run"
 )
 
 // authorityFlags are the bootstrap settings of `kzero authority`.
@@ -283,7 +284,7 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := restConfig(f.kubeconfig)
+	cfg, err := kubeconfig.Load(f.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -354,32 +355,13 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 		}
 		runs = append(runs, cached.Run, api.Run)
 	}
-	log.Info("starting", "trustDomain", set.td.Name(), "store", store.String(), "clusterTrustBundle", authority.BundleName(set.td.Name()),
+	log.Info("starting", "trustDomain", set.td.Name(), "store", store.String(), "clusterTrustBundle", v1alpha1.TrustBundleName(set.td.Name()),
 		"lease", f.namespace+"/"+authority.LeaseName, "webhookAddr", f.webhookAddr, "webhookConfig", f.webhookConfig,
 		"bundleAddr", f.bundleAddr, "bundleEndpointID", bundleID, "agentAddr", f.agentAddr)
-	err = authority.RunAll(ctx, runs...)
+	err = run.All(ctx, runs...)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped")
 		return nil
 	}
 	return err
-}
-
-// restConfig loads the kubeconfig named, else $KUBECONFIG, else the
-// in-cluster configuration.
-func restConfig(path string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if path != "" {
-		rules.ExplicitPath = path
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
-	if err == nil {
-		return cfg, nil
-	}
-	if path == "" {
-		if in, inErr := rest.InClusterConfig(); inErr == nil {
-			return in, nil
-		}
-	}
-	return nil, fmt.Errorf("no Kubernetes configuration: give --kubeconfig, set KUBECONFIG, or run in a pod with a service account: %w", err)
 }

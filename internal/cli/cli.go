@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kzero.dev/kzero/internal/agentcmd"
 	"kzero.dev/kzero/internal/version"
 )
 
@@ -41,7 +42,7 @@ From a person's shell:
 	root.AddCommand(
 		versionCommand(),
 		authorityCommand(),
-		agentCommand(),
+		agentcmd.New(),
 		notBuilt("gateway", "Run the north-south gateway",
 			`Serves Gateway API and Ingress routes, terminates TLS, authenticates end
 users (OIDC JWT, client certificates) and forwards to backends over the mesh

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,7 +26,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"kzero.dev/kzero/api/v1alpha1"
-	"kzero.dev/kzero/internal/admission"
 	"kzero.dev/kzero/internal/agentapi"
 )
 
@@ -45,6 +43,9 @@ const (
 	// AgentName names the node agent's DaemonSet, service account and
 	// ClusterRole.
 	AgentName = "kzero-agent"
+	// AgentBinary is the agent's binary in kzero's image, beside /kzero
+	// (the image's entrypoint, which the authority runs).
+	AgentBinary = "/kzero-agent"
 	// AgentPort is the authority's port for agents, named "agent" on its
 	// Deployment and Service (the agent finds it in the Service's
 	// environment variable KZERO_AUTHORITY_SERVICE_PORT_AGENT).
@@ -63,7 +64,8 @@ const (
 // Options choose what to install. The zero value of a field means its
 // default, except Image, which is required.
 type Options struct {
-	// Image of kzero, such as registry.example/kzero:v0.1.0. Required.
+	// Image of kzero, such as registry.example/kzero:v0.1.0: /kzero, its
+	// entrypoint, and AgentBinary. Required.
 	Image string
 	// Namespace for kzero itself; kzero-system by default.
 	Namespace string
@@ -168,13 +170,6 @@ func labels(component string) map[string]string {
 
 func meta(name, ns, component string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels(component)}
-}
-
-// TrustBundleName is the name of the ClusterTrustBundle the authority
-// publishes for trustDomain: the signer's name with ':' for '/', then the
-// trust domain, as kube-apiserver requires of a bundle with a signerName.
-func TrustBundleName(trustDomain string) string {
-	return strings.ReplaceAll(SignerName, "/", ":") + ":" + trustDomain
 }
 
 // namespace is kzero's namespace. Its Pod Security level is privileged:
@@ -365,7 +360,7 @@ func agentClusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 //     them needs neither CAP_SYS_PTRACE nor CAP_DAC_READ_SEARCH; user 0 is
 //     for the socket's directory, which kubelet makes on the node owned by
 //     root, mode 0755.
-//   - the node's directory admission.WorkloadAPIDir, read-write: the
+//   - the node's directory v1alpha1.WorkloadAPIDir, read-write: the
 //     socket every enrolled pod mounts.
 //   - a projected token for agentapi.TokenAudience, and the trust domain's
 //     CAs from the authority's ClusterTrustBundle, to attest to the
@@ -380,7 +375,7 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 	root := int64(0)
 	dirOrCreate := corev1.HostPathDirectoryOrCreate
 	tokenSeconds := int64(AgentTokenSeconds)
-	ctb := TrustBundleName(o.TrustDomain)
+	ctb := v1alpha1.TrustBundleName(o.TrustDomain)
 	// defaults has checked the trust domain and the namespace (a DNS
 	// label, so a valid path segment): these cannot panic.
 	authorityID := spiffeid.RequireFromSegments(spiffeid.RequireTrustDomainFromString(o.TrustDomain), "ns", o.Namespace, "sa", Name)
@@ -400,11 +395,14 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					Containers: []corev1.Container{{
 						Name: agent, Image: o.Image, ImagePullPolicy: o.PullPolicy,
-						Args: []string{"agent", "--node-name", "$(NODE_NAME)", "--trust-domain", o.TrustDomain,
+						// kzero-agent is `kzero agent` alone, beside /kzero in
+						// the image: a fraction of kzero's memory.
+						Command: []string{AgentBinary},
+						Args: []string{"--node-name", "$(NODE_NAME)", "--trust-domain", o.TrustDomain,
 							"--authority-id", authorityID.String(),
 							"--bundle-file", AgentAuthorityDir + "/" + AgentBundleFile,
 							"--token-file", AgentAuthorityDir + "/" + AgentTokenFile,
-							"--socket", admission.WorkloadAPISocket},
+							"--socket", v1alpha1.WorkloadAPISocket},
 						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
@@ -414,13 +412,13 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
 							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 						VolumeMounts: []corev1.VolumeMount{
-							{Name: "workload-api", MountPath: admission.WorkloadAPIDir},
+							{Name: "workload-api", MountPath: v1alpha1.WorkloadAPIDir},
 							{Name: "authority", MountPath: AgentAuthorityDir, ReadOnly: true},
 						},
 					}},
 					Volumes: []corev1.Volume{
 						{Name: "workload-api", VolumeSource: corev1.VolumeSource{
-							HostPath: &corev1.HostPathVolumeSource{Path: admission.WorkloadAPIDir, Type: &dirOrCreate}}},
+							HostPath: &corev1.HostPathVolumeSource{Path: v1alpha1.WorkloadAPIDir, Type: &dirOrCreate}}},
 						{Name: "authority", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 							{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: agentapi.TokenAudience,
 								ExpirationSeconds: &tokenSeconds, Path: AgentTokenFile}},

@@ -132,13 +132,9 @@ func TestAgentApartFromAuthority(t *testing.T) {
 	}
 }
 
-// TestNamesAgreeWithAuthority: the agent mounts the ClusterTrustBundle
-// the authority publishes, and runs as the service account and DaemonSet
-// the authority attests agents of by default.
+// TestNamesAgreeWithAuthority: the agent runs as the service account and
+// DaemonSet the authority attests agents of by default.
 func TestNamesAgreeWithAuthority(t *testing.T) {
-	if got, want := install.TrustBundleName("example.org"), authority.BundleNamePrefix+"example.org"; got != want {
-		t.Errorf("TrustBundleName = %q, the authority publishes %q", got, want)
-	}
 	for what, want := range map[string]string{"service account": authority.DefaultAgentServiceAccount, "DaemonSet": authority.DefaultAgentDaemonSet} {
 		if install.AgentName != want {
 			t.Errorf("the agent's %s is %s; the authority expects %s", what, install.AgentName, want)

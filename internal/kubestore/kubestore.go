@@ -20,11 +20,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"kzero.dev/kzero/api/v1alpha1"
 )
 
 // Defaults of the Secret's place and key.
 const (
-	DefaultNamespace = "kzero-system"
+	DefaultNamespace = v1alpha1.Namespace
 	DefaultName      = "kzero-ca"
 	// DataKey is the Secret's data key that holds the document.
 	DataKey = "ca.json" //nolint:gosec // a key name, not a credential

@@ -7,10 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -23,37 +20,31 @@ const uidIndex = "uid"
 // once, and attest only once HasSynced: until then it knows no pod.
 // PodByUID and HasSynced may be called from any goroutine.
 type NodePods struct {
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 }
 
-// NewNodePods sets up the informer of the pods bound to nodeName; it makes
-// no request until Run. The client needs list and watch on pods.
-func NewNodePods(client kubernetes.Interface, nodeName string) (*NodePods, error) {
-	if client == nil {
-		return nil, errors.New("podattest: node pods: client: required")
+// NewNodePods sets up the informer of the pods bound to nodeName; pods
+// must list and watch those, and only those (a field selector
+// spec.nodeName=<nodeName>, as agent.Kube's Pods). It makes no request
+// until Run.
+func NewNodePods(pods cache.ListerWatcher, nodeName string) (*NodePods, error) {
+	if pods == nil {
+		return nil, errors.New("podattest: node pods: pods: required")
 	}
 	if nodeName == "" {
 		return nil, errors.New("podattest: node pods: nodeName: required")
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-		}),
-		informers.WithTransform(trimPod))
-	informer := factory.Core().V1().Pods().Informer()
-	if err := informer.AddIndexers(cache.Indexers{uidIndex: indexByUID}); err != nil {
+	informer := cache.NewSharedIndexInformer(pods, &corev1.Pod{}, 0, cache.Indexers{uidIndex: indexByUID})
+	if err := informer.SetTransform(trimPod); err != nil {
 		return nil, fmt.Errorf("podattest: node pods: %w", err)
 	}
-	return &NodePods{factory: factory, informer: informer}, nil
+	return &NodePods{informer: informer}, nil
 }
 
 // Run watches the node's pods until ctx ends, then stops and returns
 // ctx.Err().
 func (p *NodePods) Run(ctx context.Context) error {
-	p.factory.StartWithContext(ctx)
-	<-ctx.Done()
-	p.factory.Shutdown()
+	p.informer.RunWithContext(ctx)
 	return ctx.Err()
 }
 

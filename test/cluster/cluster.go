@@ -207,12 +207,18 @@ func (c *Cluster) ProjectedVolumeDir(podUID, volume string) string {
 }
 
 // LoadImage builds the Go package pkg (a path in the repository such as
-// ./test/e2e/testserver) as a static binary, packs it as the image ref and
-// imports it into the node's containerd. Pods then use ref with
-// imagePullPolicy IfNotPresent or Never. It needs a cluster in node mode.
-func (c *Cluster) LoadImage(ctx context.Context, pkg, ref string) error {
+// ./test/e2e/testserver) as a static binary, the image's entrypoint, and
+// each package of also beside it (at /<its directory's name>), packs them
+// as the image ref and imports it into the node's containerd. Pods then
+// use ref with imagePullPolicy IfNotPresent or Never. It needs a cluster in
+// node mode.
+func (c *Cluster) LoadImage(ctx context.Context, pkg, ref string, also ...string) error {
 	if c.Mode != ModeNode {
 		return fmt.Errorf("cluster: LoadImage needs a node, and the cluster runs in %s mode: run 'make cluster-down cluster-up'", c.Mode)
 	}
-	return c.h.run(ctx, "bash", filepath.Join("hack", "cluster", "image.sh"), pkg, ref)
+	args := []string{filepath.Join("hack", "cluster", "image.sh")}
+	for _, p := range also {
+		args = append(args, "--also", p)
+	}
+	return c.h.run(ctx, "bash", append(args, pkg, ref)...)
 }

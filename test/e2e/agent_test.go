@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/admission"
 	"kzero.dev/kzero/internal/agentapi"
 	"kzero.dev/kzero/internal/audit"
@@ -50,7 +51,7 @@ const (
 var loadAgentImages = sync.OnceValue(func() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := kube.LoadImage(ctx, "./cmd/kzero", kzeroImage); err != nil {
+	if err := kube.LoadImage(ctx, "./cmd/kzero", kzeroImage, "./cmd/kzero-agent"); err != nil {
 		return err
 	}
 	return kube.LoadImage(ctx, "./test/e2e/workload", workloadImage)
@@ -157,11 +158,11 @@ func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
 			return false, nil
 		}
 		pod = &l.Items[0]
-		_, err = os.Stat(admission.WorkloadAPISocket)
+		_, err = os.Stat(v1alpha1.WorkloadAPISocket)
 		return err == nil, nil
 	})
 	if err != nil {
-		t.Fatalf("the agent did not start and make its socket %s: %v", admission.WorkloadAPISocket, err)
+		t.Fatalf("the agent did not start and make its socket %s: %v", v1alpha1.WorkloadAPISocket, err)
 	}
 	return pod
 }
@@ -225,7 +226,7 @@ func TestWorkloadAPI(t *testing.T) {
 	})
 
 	t.Run("a request without the security header is refused", func(t *testing.T) {
-		conn, err := grpc.NewClient("unix:"+admission.WorkloadAPISocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient("unix:"+v1alpha1.WorkloadAPISocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,7 +412,9 @@ func mustPKCS8(t testing.TB, key any) []byte {
 
 // BenchmarkAgentMemory measures the agent's resident memory once it
 // serves 100 pods, each under a service account of its own (100
-// identities), each holding a FetchX509SVID stream open:
+// identities), each holding a FetchX509SVID stream open on a connection
+// of its own: the most of seven readings 5 s apart, and its parts, the
+// anonymous memory (heap, stacks, the runtime's) and the binary's pages:
 //
 //	go test -tags e2e -run '^$' -bench AgentMemory -benchtime 1x ./test/e2e/
 func BenchmarkAgentMemory(b *testing.B) {
@@ -438,36 +441,53 @@ func BenchmarkAgentMemory(b *testing.B) {
 		waitLog(b, ns, name, fmt.Sprintf("stream 1: spiffe://cluster.local/ns/%s/sa/%s serial ", ns, name), 5*time.Minute)
 	}
 	for range b.N {
-		rss, err := agentRSS()
-		if err != nil {
-			b.Fatal(err)
+		// The most over 30 s: the SVIDs of the test's short lifetime are
+		// renewed meanwhile, and the heap between two collections varies.
+		var most map[string]int64
+		for i := range 7 {
+			if i > 0 {
+				time.Sleep(5 * time.Second)
+			}
+			m, err := agentMemory()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m["VmRSS"] > most["VmRSS"] {
+				most = m
+			}
 		}
-		b.ReportMetric(float64(rss)/(1<<20), "agent-RSS-MiB")
+		b.ReportMetric(float64(most["VmRSS"])/(1<<20), "agent-RSS-MiB")
+		b.ReportMetric(float64(most["RssAnon"])/(1<<20), "anon-MiB")
+		b.ReportMetric(float64(most["RssFile"])/(1<<20), "file-MiB")
 	}
 }
 
-// agentRSS is the resident memory of the one `kzero agent` process of the
-// node, in bytes.
-func agentRSS() (int64, error) {
+// agentMemory is the resident memory of the one kzero agent process of
+// the node, in bytes, from /proc/<pid>/status: VmRSS, and its parts
+// RssAnon (heap, stacks) and RssFile (the binary's pages).
+func agentMemory() (map[string]int64, error) {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	for _, p := range procs {
 		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
-		if err != nil || !bytes.HasPrefix(bytes.TrimPrefix(cmd, []byte("/")), []byte("kzero\x00agent\x00")) && !bytes.Contains(cmd, []byte("/kzero\x00agent\x00")) {
+		if err != nil || !bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00")) {
 			continue
 		}
 		status, err := os.ReadFile("/proc/" + p.Name() + "/status")
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
+		m := map[string]int64{}
 		for _, line := range strings.Split(string(status), "\n") {
+			var key string
 			var kb int64
-			if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kb); err == nil {
-				return kb << 10, nil
+			if _, err := fmt.Sscanf(line, "%s %d kB", &key, &kb); err == nil {
+				m[strings.TrimSuffix(key, ":")] = kb << 10
 			}
 		}
+		return m, nil
 	}
-	return 0, fmt.Errorf("no kzero agent process on this node")
+	return nil, fmt.Errorf("no %s process on this node", install.AgentBinary)
 }

@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/ca"
@@ -126,7 +127,7 @@ func runAuthority(t testing.TB) *syncBuffer {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Errorf("authority.Run returned %v, want context.Canceled", err)
 		}
-		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), authority.BundleName("cluster.local"), metav1.DeleteOptions{})
+		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), v1alpha1.TrustBundleName("cluster.local"), metav1.DeleteOptions{})
 	})
 	return out
 }
@@ -324,7 +325,7 @@ func TestAuthority(t *testing.T) {
 			t.Errorf("beginRefreshAt %s, want half-life %s", r.Status.BeginRefreshAt, half)
 		}
 
-		ctb, err := kube.Client.CertificatesV1().ClusterTrustBundles().Get(t.Context(), authority.BundleName("cluster.local"), metav1.GetOptions{})
+		ctb, err := kube.Client.CertificatesV1().ClusterTrustBundles().Get(t.Context(), v1alpha1.TrustBundleName("cluster.local"), metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("the ClusterTrustBundle: %v", err)
 		}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/admission"
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
@@ -425,7 +426,7 @@ func webhookSetup(t testing.TB) (kubernetes.Interface, string, *service, *replic
 	}
 	t.Cleanup(func() {
 		_ = hooks.Delete(context.Background(), authority.DefaultWebhookConfig, metav1.DeleteOptions{})
-		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), authority.BundleName("cluster.local"), metav1.DeleteOptions{})
+		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), v1alpha1.TrustBundleName("cluster.local"), metav1.DeleteOptions{})
 	})
 	// The leader sets the caBundle; until then kube-apiserver cannot trust
 	// the webhook.
@@ -521,7 +522,7 @@ func burst(t *testing.T, ns string, n int, kill func()) {
 // publishes for cluster.local.
 func trustBundle(t testing.TB) *x509bundle.Bundle {
 	t.Helper()
-	ctb, err := kube.Client.CertificatesV1().ClusterTrustBundles().Get(t.Context(), authority.BundleName("cluster.local"), metav1.GetOptions{})
+	ctb, err := kube.Client.CertificatesV1().ClusterTrustBundles().Get(t.Context(), v1alpha1.TrustBundleName("cluster.local"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the ClusterTrustBundle: %v", err)
 	}

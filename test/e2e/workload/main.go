@@ -85,6 +85,9 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("jwtsvid.ParseAndValidate: %w", err)
 	}
 	fmt.Printf("jwt-bundle: %s\n", p.ID)
+	// One connection per pod from here on, as a workload that holds an
+	// X509Source has.
+	client.Close()
 	return watch(ctx, addr)
 }
 

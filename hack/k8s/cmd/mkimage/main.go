@@ -1,8 +1,10 @@
-// Command mkimage writes a single-layer container image holding one static
-// binary as a tarball that `ctr images import` and `docker load` read. It
-// needs no Docker engine and no registry.
+// Command mkimage writes a single-layer container image holding a static
+// binary, its entrypoint, and optionally more binaries beside it, as a
+// tarball that `ctr images import` and `docker load` read. It needs no
+// Docker engine and no registry.
 //
 //	mkimage -binary bin/server -tag kzero.local/server:v1 -o server.tar
+//	mkimage -binary bin/kzero -also bin/kzero-agent -tag kzero.local/kzero:v1 -o kzero.tar
 package main
 
 import (
@@ -37,6 +39,10 @@ func main() {
 	flag.StringVar(&opts.out, "o", "", "output tarball (required)")
 	flag.StringVar(&opts.inImage, "path", "", "path of the binary in the image (default /<binary's name>)")
 	flag.StringVar(&opts.user, "user", "", "user the image runs as, e.g. 65532:65532 (default root)")
+	flag.Func("also", "another static binary to put in the image, at /<its name> (repeatable)", func(f string) error {
+		opts.also = append(opts.also, f)
+		return nil
+	})
 	flag.Parse()
 	if err := run(opts); err != nil {
 		fmt.Fprintf(os.Stderr, "mkimage: %v\n", err)
@@ -46,6 +52,14 @@ func main() {
 
 type options struct {
 	binary, tag, out, inImage, user string
+	also                            []string
+}
+
+// file is a file of the layer: its absolute path in the image and its
+// contents.
+type file struct {
+	path     string
+	contents []byte
 }
 
 func run(o options) error {
@@ -62,11 +76,24 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("parse -tag: %w", err)
 	}
-	bin, err := os.ReadFile(o.binary)
-	if err != nil {
-		return fmt.Errorf("read binary: %w", err)
+	var files []file
+	for i, b := range append([]string{o.binary}, o.also...) {
+		contents, err := os.ReadFile(b)
+		if err != nil {
+			return fmt.Errorf("read binary: %w", err)
+		}
+		p := "/" + filepath.Base(b)
+		if i == 0 {
+			p = o.inImage
+		}
+		for _, f := range files {
+			if f.path == p {
+				return fmt.Errorf("two binaries at %s in the image: give -also binaries distinct names", p)
+			}
+		}
+		files = append(files, file{path: p, contents: contents})
 	}
-	layerTar, err := tarOf(o.inImage, bin)
+	layerTar, err := tarOf(files)
 	if err != nil {
 		return err
 	}
@@ -110,27 +137,34 @@ func run(o options) error {
 	return nil
 }
 
-// tarOf returns a tar stream holding the parent directories of p and the file
-// p with the given contents, executable.
-func tarOf(p string, contents []byte) ([]byte, error) {
+// tarOf returns a tar stream holding the files, executable, and their
+// parent directories.
+func tarOf(files []file) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dir := ""
-	for _, part := range strings.Split(strings.Trim(path.Dir(p), "/"), "/") {
-		if part == "" {
-			continue
+	dirs := map[string]bool{}
+	for _, f := range files {
+		dir := ""
+		for _, part := range strings.Split(strings.Trim(path.Dir(f.path), "/"), "/") {
+			if part == "" {
+				continue
+			}
+			dir += part + "/"
+			if dirs[dir] {
+				continue
+			}
+			dirs[dir] = true
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch}); err != nil {
+				return nil, fmt.Errorf("write layer: %w", err)
+			}
 		}
-		dir += part + "/"
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir, Mode: 0o755, ModTime: epoch}); err != nil {
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.path, "/"), Mode: 0o755, Size: int64(len(f.contents)), ModTime: epoch}
+		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("write layer: %w", err)
 		}
-	}
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(contents)), ModTime: epoch}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, fmt.Errorf("write layer: %w", err)
-	}
-	if _, err := tw.Write(contents); err != nil {
-		return nil, fmt.Errorf("write layer: %w", err)
+		if _, err := tw.Write(f.contents); err != nil {
+			return nil, fmt.Errorf("write layer: %w", err)
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)

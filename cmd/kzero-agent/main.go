@@ -1,0 +1,54 @@
+// Command kzero-agent is `kzero agent` alone: the node agent, which the
+// DaemonSet of kzero install runs, linked without the authority and the
+// rest of kzero's command line so that it takes little memory on every
+// node. See `kzero-agent --help` and docs/agent.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"kzero.dev/kzero/internal/agentcmd"
+	"kzero.dev/kzero/internal/version"
+)
+
+func main() {
+	lean()
+	os.Exit(run())
+}
+
+// lean sets the Go runtime for an agent that runs on every node with a
+// heap of a few MiB: no heap profile sampling (no one reads the agent's
+// profiles, and the sample records took 1.4 MiB), and a GC that lets the
+// heap grow by half, not double, between collections (a collection of
+// such a heap takes well under a millisecond of CPU). GOGC, when set,
+// wins.
+func lean() {
+	runtime.MemProfileRate = 0
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(leanGCPercent)
+	}
+}
+
+// leanGCPercent is the agent's GOGC unless the environment sets one.
+const leanGCPercent = 50
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := agentcmd.New()
+	cmd.Use = "kzero-agent"
+	cmd.Version = version.Get().String()
+	cmd.SetVersionTemplate("{{.Version}}\n")
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,120 @@
+package agent_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"kzero.dev/kzero/internal/agent"
+)
+
+// clientsetKube is agent.Kube over a clientset, for the tests that give
+// the agent client-go's fake clientset (which does not serve watch-list
+// requests, as the wrapping tells the reflectors).
+type clientsetKube struct{ c kubernetes.Interface }
+
+func (k clientsetKube) Pods(node string) cache.ListerWatcher {
+	sel := fields.OneTermEqualSelector("spec.nodeName", node).String()
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return k.c.CoreV1().Pods("").List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return k.c.CoreV1().Pods("").Watch(ctx, o)
+		},
+	}, k.c)
+}
+
+func (k clientsetKube) Namespaces() cache.ListerWatcher {
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return k.c.CoreV1().Namespaces().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return k.c.CoreV1().Namespaces().Watch(ctx, o)
+		},
+	}, k.c)
+}
+
+func (k clientsetKube) ClusterTrustBundle(name string) cache.ListerWatcher {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return k.c.CertificatesV1().ClusterTrustBundles().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return k.c.CertificatesV1().ClusterTrustBundles().Watch(ctx, o)
+		},
+	}, k.c)
+}
+
+// NewKube's lists ask the API server for the node's pods, every namespace
+// and the one ClusterTrustBundle, and decode what it answers. The API
+// server here is a stand-in that records the requests: the real one
+// serves the agent in the end-to-end test.
+func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.Path+"?"+r.URL.Query().Get("fieldSelector"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		typ := map[string]string{
+			"/api/v1/pods": `"kind":"PodList","apiVersion":"v1"`, "/api/v1/namespaces": `"kind":"NamespaceList","apiVersion":"v1"`,
+			"/apis/certificates.k8s.io/v1/clustertrustbundles": `"kind":"ClusterTrustBundleList","apiVersion":"certificates.k8s.io/v1"`,
+		}[r.URL.Path]
+		_, _ = w.Write([]byte(`{` + typ + `,"metadata":{"resourceVersion":"7"},"items":[]}`))
+	}))
+	defer srv.Close()
+	kube, err := agent.NewKube(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lw := range []cache.ListerWatcher{kube.Pods("node-a"), kube.Namespaces(), kube.ClusterTrustBundle("kzero.dev:identity:cluster.local")} {
+		obj, err := cache.ToListerWithContext(lw).ListWithContext(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m, err := meta.ListAccessor(obj); err != nil || m.GetResourceVersion() != "7" {
+			t.Errorf("List decoded %T (%v), want a list at resourceVersion 7", obj, err)
+		}
+	}
+	want := []string{
+		"/api/v1/pods?" + "spec.nodeName=node-a",
+		"/api/v1/namespaces?",
+		"/apis/certificates.k8s.io/v1/clustertrustbundles?" + "metadata.name=" + url.PathEscape("kzero.dev:identity:cluster.local"),
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("requests %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("request %d: %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestNewKubeChecksTheConfig(t *testing.T) {
+	if _, err := agent.NewKube(&rest.Config{Host: "https://a b"}); err == nil {
+		t.Error("NewKube took a host that is not one")
+	}
+}
