@@ -24,10 +24,10 @@ func main() {
 
 // lean sets the Go runtime for an agent that runs on every node with a
 // heap of a few MiB: no heap profile sampling (no one reads the agent's
-// profiles, and the sample records took 1.4 MiB), and a GC that lets the
-// heap grow by half, not double, between collections (a collection of
-// such a heap takes well under a millisecond of CPU). GOGC, when set,
-// wins.
+// profiles, and every sample's record is kept for ever), and a GC that
+// lets the heap grow by half, not double, between collections (a
+// collection of such a heap takes well under a millisecond of CPU). GOGC,
+// when set, wins.
 func lean() {
 	runtime.MemProfileRate = 0
 	if os.Getenv("GOGC") == "" {
