@@ -44,8 +44,8 @@ func NewKube(cfg *rest.Config) (Kube, error) {
 		c.GroupVersion, c.APIPath, c.NegotiatedSerializer = &gv, path, codecs
 		c.ContentType = runtime.ContentTypeProtobuf
 		c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-		if c.UserAgent == "" {
-			c.UserAgent = rest.DefaultKubernetesUserAgent()
+		if err := rest.SetKubernetesDefaults(c); err != nil {
+			return nil, fmt.Errorf("agent: kubernetes client: %w", err)
 		}
 		r, err := rest.RESTClientFor(c)
 		if err != nil {

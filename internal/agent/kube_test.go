@@ -26,40 +26,36 @@ import (
 type clientsetKube struct{ c kubernetes.Interface }
 
 func (k clientsetKube) Pods(node string) cache.ListerWatcher {
-	sel := fields.OneTermEqualSelector("spec.nodeName", node).String()
-	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return k.c.CoreV1().Pods("").List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return k.c.CoreV1().Pods("").Watch(ctx, o)
-		},
-	}, k.c)
+	pods := k.c.CoreV1().Pods("")
+	return k.listWatch(fields.OneTermEqualSelector("spec.nodeName", node).String(),
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pods.List(ctx, o) }, pods.Watch)
 }
 
 func (k clientsetKube) Namespaces() cache.ListerWatcher {
-	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return k.c.CoreV1().Namespaces().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return k.c.CoreV1().Namespaces().Watch(ctx, o)
-		},
-	}, k.c)
+	namespaces := k.c.CoreV1().Namespaces()
+	return k.listWatch("",
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return namespaces.List(ctx, o)
+		}, namespaces.Watch)
 }
 
 func (k clientsetKube) ClusterTrustBundle(name string) cache.ListerWatcher {
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	ctbs := k.c.CertificatesV1().ClusterTrustBundles()
+	return k.listWatch(fields.OneTermEqualSelector("metadata.name", name).String(),
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ctbs.List(ctx, o) }, ctbs.Watch)
+}
+
+// listWatch lists and watches with list and watchFn, under the field
+// selector sel ("" for none).
+func (k clientsetKube) listWatch(sel string, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) cache.ListerWatcher {
 	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.FieldSelector = sel
-			return k.c.CertificatesV1().ClusterTrustBundles().List(ctx, o)
+			return list(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.FieldSelector = sel
-			return k.c.CertificatesV1().ClusterTrustBundles().Watch(ctx, o)
+			return watchFn(ctx, o)
 		},
 	}, k.c)
 }

@@ -16,9 +16,9 @@ import (
 	spiffewl "github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
-// streamClientsEnv makes the test binary a client process: TestMain-free
-// re-execution of this package's tests runs TestStreamClients, which holds
-// that many FetchX509SVID streams open on the socket in streamSocketEnv.
+// streamClientsEnv makes the test binary, run again with
+// -test.run=^TestStreamClients$, a client process that holds that many
+// FetchX509SVID streams open on the socket in streamSocketEnv.
 const (
 	streamClientsEnv = "KZERO_TEST_STREAM_CLIENTS"
 	streamSocketEnv  = "KZERO_TEST_STREAM_SOCKET"
@@ -56,7 +56,7 @@ func TestStreamClients(t *testing.T) {
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
-// watcher reports the first update or error of a stream on first, once.
+// firstWatcher reports the first update or error of a stream on first, once.
 type firstWatcher struct{ first chan error }
 
 func (w firstWatcher) OnX509ContextUpdate(*spiffewl.X509Context) {
@@ -108,8 +108,8 @@ func BenchmarkServerMemory(b *testing.B) {
 			b.Fatalf("the client process said %q: %v", line, err)
 		}
 		heap, stacks := inUse()
-		b.ReportMetric(float64(heap-heap0)/(1<<20), "heap-MiB")
-		b.ReportMetric(float64(stacks-stacks0)/(1<<20), "stacks-MiB")
+		b.ReportMetric((float64(heap)-float64(heap0))/(1<<20), "heap-MiB")
+		b.ReportMetric((float64(stacks)-float64(stacks0))/(1<<20), "stacks-MiB")
 		stdin.Close()
 		if err := cmd.Wait(); err != nil {
 			b.Fatal(err)
