@@ -7,6 +7,10 @@ GO ?= go
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# grpcnotrace: gRPC without golang.org/x/net/trace, which kzero never turns
+# on and which costs megabytes of binary; hack/cluster/image.sh builds the
+# images with it too (docs/agent.md, Memory).
+TAGS := grpcnotrace
 LDFLAGS := -X kzero.dev/kzero/internal/version.version=$(VERSION) -X kzero.dev/kzero/internal/version.commit=$(COMMIT)
 
 # golangci-lint, pinned in hack/tools/go.mod, built once into .cache/tools.
@@ -23,7 +27,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 build: ## build bin/kzero
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kzero ./cmd/kzero
+	$(GO) build -trimpath -tags $(TAGS) -ldflags "$(LDFLAGS)" -o bin/kzero ./cmd/kzero
 
 # make test: every test the project has. CI runs exactly this.
 test: check unit e2e ## run every test: format, vet, unit, fuzz seeds, end to end

@@ -43,8 +43,11 @@ func run() int {
 	defer stop()
 	cmd := agentcmd.New()
 	cmd.Use = "kzero-agent"
-	cmd.Version = version.Get().String()
-	cmd.SetVersionTemplate("{{.Version}}\n")
+	// cobra prints "kzero-agent version <Version>". A version template
+	// would link text/template, whose reflection keeps every exported
+	// method of every type in the binary: megabytes (docs/agent.md, Memory).
+	v := version.Get()
+	cmd.Version = fmt.Sprintf("%s (commit %s, %s)", v.Version, v.Commit, v.GoVersion)
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
