@@ -12,12 +12,11 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"kzero.dev/kzero/api/v1alpha1"
+	"kzero.dev/kzero/internal/kubeobj"
 	"kzero.dev/kzero/internal/podattest"
 	"kzero.dev/kzero/internal/run"
 	"kzero.dev/kzero/internal/workloadapi"
@@ -80,13 +79,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	bundles := &workloadapi.Bundles{}
 	ctbName := v1alpha1.TrustBundleName(cfg.TrustDomain.Name())
-	ctbs := cache.NewSharedIndexInformer(cfg.Kube.ClusterTrustBundle(ctbName), &certificatesv1.ClusterTrustBundle{}, 0, cache.Indexers{})
+	ctbs := cache.NewSharedIndexInformer(cfg.Kube.ClusterTrustBundle(ctbName), &kubeobj.ClusterTrustBundle{}, 0, cache.Indexers{})
 	client, err := NewClient(ClientConfig{
 		URL: cfg.AuthorityURL, TrustDomain: cfg.TrustDomain, NodeName: cfg.NodeName, AuthorityID: cfg.AuthorityID,
 		BundleFile: cfg.BundleFile, TokenFile: cfg.TokenFile, Bundles: bundles, Log: cfg.Log, Now: cfg.Now,
 		Authorities: func() []*x509.Certificate {
 			obj, ok, err := ctbs.GetStore().GetByKey(ctbName)
-			ctb, isCTB := obj.(*certificatesv1.ClusterTrustBundle)
+			ctb, isCTB := obj.(*kubeobj.ClusterTrustBundle)
 			if err != nil || !ok || !isCTB {
 				return nil
 			}
@@ -104,7 +103,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	namespaces := cache.NewSharedIndexInformer(cfg.Kube.Namespaces(), &corev1.Namespace{}, 0, cache.Indexers{})
+	namespaces := cache.NewSharedIndexInformer(cfg.Kube.Namespaces(), &kubeobj.Namespace{}, 0, cache.Indexers{})
 	if err := namespaces.SetTransform(trimNamespace); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -132,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 func enrolled(namespaces cache.Store) func(string) bool {
 	return func(name string) bool {
 		obj, ok, err := namespaces.GetByKey(name)
-		ns, isNS := obj.(*corev1.Namespace)
+		ns, isNS := obj.(*kubeobj.Namespace)
 		return err == nil && ok && isNS && ns.Labels[v1alpha1.EnrolledLabel] == "true"
 	}
 }
@@ -140,11 +139,11 @@ func enrolled(namespaces cache.Store) func(string) bool {
 // trimNamespace keeps of a namespace what enrolled reads: its name and
 // labels.
 func trimNamespace(obj any) (any, error) {
-	o, ok := obj.(*corev1.Namespace)
+	o, ok := obj.(*kubeobj.Namespace)
 	if !ok {
 		return obj, nil // a tombstone: the informer handles it
 	}
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels}}, nil
+	return &kubeobj.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, ResourceVersion: o.ResourceVersion, Labels: o.Labels}}, nil
 }
 
 // podAttestor identifies a caller of the Workload API by its PID, its

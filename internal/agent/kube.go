@@ -3,8 +3,6 @@ package agent
 import (
 	"fmt"
 
-	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+
+	"kzero.dev/kzero/internal/kubeobj"
 )
 
 // Kube lists and watches what the agent reads from the API server.
@@ -24,26 +24,25 @@ type Kube interface {
 	ClusterTrustBundle(name string) cache.ListerWatcher
 }
 
-// restKube is Kube over two REST clients that know only the core and
-// certificates.k8s.io groups: the agent links none of the other API groups
-// that a clientset brings, which keeps its memory small.
+// restKube is Kube over two REST clients that know only kubeobj's types:
+// the fields of pods, namespaces and ClusterTrustBundles the agent reads,
+// decoded from JSON. The agent links none of k8s.io/api (nor the
+// clientset's every API group), which keeps its memory small
+// (docs/agent.md, Memory).
 type restKube struct{ core, certificates rest.Interface }
 
 // NewKube returns the Kube of the API server cfg reaches.
 func NewKube(cfg *rest.Config) (Kube, error) {
 	scheme := runtime.NewScheme()
-	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := certificatesv1.AddToScheme(scheme); err != nil {
+	if err := kubeobj.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	codecs := serializer.NewCodecFactory(scheme).WithoutConversion()
 	client := func(gv schema.GroupVersion, path string) (rest.Interface, error) {
 		c := rest.CopyConfig(cfg)
 		c.GroupVersion, c.APIPath, c.NegotiatedSerializer = &gv, path, codecs
-		c.ContentType = runtime.ContentTypeProtobuf
-		c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+		// JSON: kubeobj's types have no protobuf form.
+		c.ContentType, c.AcceptContentTypes = runtime.ContentTypeJSON, runtime.ContentTypeJSON
 		if err := rest.SetKubernetesDefaults(c); err != nil {
 			return nil, fmt.Errorf("agent: kubernetes client: %w", err)
 		}
@@ -53,11 +52,11 @@ func NewKube(cfg *rest.Config) (Kube, error) {
 		}
 		return r, nil
 	}
-	core, err := client(corev1.SchemeGroupVersion, "/api")
+	core, err := client(kubeobj.CoreV1, "/api")
 	if err != nil {
 		return nil, err
 	}
-	certs, err := client(certificatesv1.SchemeGroupVersion, "/apis")
+	certs, err := client(kubeobj.CertificatesV1, "/apis")
 	if err != nil {
 		return nil, err
 	}

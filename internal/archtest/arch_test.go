@@ -66,6 +66,11 @@ var pure = map[string]struct{ direct, anywhere []string }{
 		direct:   []string{"os", "net", "net/http", "os/exec"},
 		anywhere: []string{"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "google.golang.org/grpc", "net/http"},
 	},
+	// kubeobj is the agent's view of a few API objects: types, no client.
+	"kzero.dev/kzero/internal/kubeobj": {
+		direct:   []string{"os", "net", "net/http", "os/exec"},
+		anywhere: []string{"k8s.io/client-go", "google.golang.org/grpc"},
+	},
 	// podattest reads /proc and watches the node's pods, but knows nothing
 	// of gRPC: the Workload API adapts its callers to it, never the reverse.
 	"kzero.dev/kzero/internal/podattest": {

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"kzero.dev/kzero/internal/kubeobj"
 )
 
 // Pods finds a pod among those the API server says are bound to this
@@ -18,7 +19,7 @@ import (
 type Pods interface {
 	// PodByUID returns the pod of that UID, false if there is none. The
 	// pod is shared: the caller must not modify it.
-	PodByUID(uid types.UID) (*corev1.Pod, bool)
+	PodByUID(uid types.UID) (*kubeobj.Pod, bool)
 }
 
 // DefaultWait is how long Attest waits, by default, for the API server's
@@ -180,15 +181,15 @@ func (a *Attestor) check(pid int32, ref ContainerRef) (Result, *RefusalError) {
 	switch {
 	case pod.Spec.NodeName != a.cfg.NodeName:
 		return Result{}, refuse(ErrUnknownPod, pid, "pod %s/%s (UID %s) is bound to node %q, not %s", ns, name, pod.UID, pod.Spec.NodeName, a.cfg.NodeName)
-	case pod.Annotations[corev1.MirrorPodAnnotationKey] != "":
+	case pod.Annotations[kubeobj.MirrorPodAnnotationKey] != "":
 		return Result{}, refuse(ErrMirrorPod, pid, "pod %s/%s is the mirror of a static pod: static pods get no identity; run it as a normal pod", ns, name)
 	case !a.cfg.Enrolled(ns):
 		return Result{}, refuse(ErrNotEnrolled, pid, "pod %s/%s is in namespace %s, which is not enrolled in kzero", ns, name, ns)
 	case pod.DeletionTimestamp != nil:
 		return Result{}, refuse(ErrPodTerminating, pid, "pod %s/%s is terminating (deleted at %s)", ns, name, pod.DeletionTimestamp.UTC().Format(time.RFC3339))
-	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+	case pod.Status.Phase == kubeobj.PodSucceeded || pod.Status.Phase == kubeobj.PodFailed:
 		return Result{}, refuse(ErrPodNotRunning, pid, "pod %s/%s has finished (%s)", ns, name, pod.Status.Phase)
-	case pod.Status.Phase != corev1.PodRunning:
+	case pod.Status.Phase != kubeobj.PodRunning:
 		r := refuse(ErrPodNotRunning, pid, "pod %s/%s is %s, not Running", ns, name, phaseName(pod.Status.Phase))
 		r.transient = true
 		return Result{}, r
@@ -216,9 +217,9 @@ func (a *Attestor) check(pid int32, ref ContainerRef) (Result, *RefusalError) {
 
 // findContainer returns the status of the pod's running container (or
 // init container, as a sidecar is) whose ID is id.
-func findContainer(pid int32, pod *corev1.Pod, id string) (*corev1.ContainerStatus, *RefusalError) {
+func findContainer(pid int32, pod *kubeobj.Pod, id string) (*kubeobj.ContainerStatus, *RefusalError) {
 	ns, name := pod.Namespace, pod.Name
-	for _, statuses := range [][]corev1.ContainerStatus{pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses} {
+	for _, statuses := range [][]kubeobj.ContainerStatus{pod.Status.ContainerStatuses, pod.Status.InitContainerStatuses} {
 		for i := range statuses {
 			s := &statuses[i]
 			if runtimeID(s.ContainerID) != id {
@@ -257,7 +258,7 @@ func runtimeID(containerID string) string {
 	return ""
 }
 
-func phaseName(p corev1.PodPhase) string {
+func phaseName(p kubeobj.PodPhase) string {
 	if p == "" {
 		return "in no phase yet"
 	}

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"kzero.dev/kzero/internal/kubeobj"
 )
 
 const node = "node-a"
@@ -20,29 +21,29 @@ const node = "node-a"
 var td = spiffeid.RequireTrustDomainFromString("cluster.local")
 
 // podMap is the Pods of a node held in memory.
-type podMap map[types.UID]*corev1.Pod
+type podMap map[types.UID]*kubeobj.Pod
 
-func (m podMap) PodByUID(uid types.UID) (*corev1.Pod, bool) {
+func (m podMap) PodByUID(uid types.UID) (*kubeobj.Pod, bool) {
 	p, ok := m[uid]
 	return p, ok
 }
 
 // podsFunc is Pods as a function, for tests whose pods change as Attest
 // runs.
-type podsFunc func(types.UID) (*corev1.Pod, bool)
+type podsFunc func(types.UID) (*kubeobj.Pod, bool)
 
-func (f podsFunc) PodByUID(uid types.UID) (*corev1.Pod, bool) { return f(uid) }
+func (f podsFunc) PodByUID(uid types.UID) (*kubeobj.Pod, bool) { return f(uid) }
 
 // running returns pod shop/web-7d9f of podUID on node, Running, whose
 // container app is containerID, changed by edits.
-func running(edits ...func(*corev1.Pod)) *corev1.Pod {
-	p := &corev1.Pod{
+func running(edits ...func(*kubeobj.Pod)) *kubeobj.Pod {
+	p := &kubeobj.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-7d9f", Namespace: "shop", UID: podUID},
-		Spec:       corev1.PodSpec{NodeName: node, ServiceAccountName: "web"},
-		Status: corev1.PodStatus{
-			Phase: corev1.PodRunning,
-			ContainerStatuses: []corev1.ContainerStatus{
-				{Name: "app", ContainerID: "containerd://" + containerID, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		Spec:       kubeobj.PodSpec{NodeName: node, ServiceAccountName: "web"},
+		Status: kubeobj.PodStatus{
+			Phase: kubeobj.PodRunning,
+			ContainerStatuses: []kubeobj.ContainerStatus{
+				{Name: "app", ContainerID: "containerd://" + containerID, State: kubeobj.ContainerState{Running: &kubeobj.ContainerStateRunning{}}},
 			},
 		},
 	}
@@ -99,14 +100,14 @@ func TestAttest(t *testing.T) {
 		{name: "a container of a running pod, containerd", cgroup: cgroupfsPod,
 			pods: podMap{podUID: running()}, want: want},
 		{name: "CRI-O, systemd driver", cgroup: systemdPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) { p.Status.ContainerStatuses[0].ContainerID = "cri-o://" + containerID })}, want: want},
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Status.ContainerStatuses[0].ContainerID = "cri-o://" + containerID })}, want: want},
 		{name: "Docker", cgroup: cgroupfsPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) { p.Status.ContainerStatuses[0].ContainerID = "docker://" + containerID })}, want: want},
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Status.ContainerStatuses[0].ContainerID = "docker://" + containerID })}, want: want},
 		{name: "a sidecar (init container that keeps running)", cgroup: cgroupfsPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) {
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) {
 				p.Status.InitContainerStatuses = p.Status.ContainerStatuses
 				p.Status.InitContainerStatuses[0].Name = "proxy"
-				p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://" + otherID}}
+				p.Status.ContainerStatuses = []kubeobj.ContainerStatus{{Name: "app", ContainerID: "containerd://" + otherID}}
 			})},
 			want: func() Result { r := want; r.Container = "proxy"; return r }()},
 
@@ -121,43 +122,43 @@ func TestAttest(t *testing.T) {
 
 		{name: "a pod the API server does not list here", cgroup: cgroupfsPod, pods: podMap{},
 			kind: ErrUnknownPod, wantErr: "podattest: PID 7 refused: its cgroup names pod UID " + podUID + ", which the API server does not list on node node-a"},
-		{name: "a pod of another node", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Spec.NodeName = "node-b" })},
+		{name: "a pod of another node", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Spec.NodeName = "node-b" })},
 			kind: ErrUnknownPod, wantErr: `podattest: PID 7 refused: pod shop/web-7d9f (UID ` + podUID + `) is bound to node "node-b", not node-a`},
 		{name: "a static pod", cgroup: cgroupfsPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) { p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "6c0ba1a4"} })},
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Annotations = map[string]string{kubeobj.MirrorPodAnnotationKey: "6c0ba1a4"} })},
 			kind: ErrMirrorPod, wantErr: "podattest: PID 7 refused: pod shop/web-7d9f is the mirror of a static pod: static pods get no identity; run it as a normal pod"},
-		{name: "a namespace not enrolled", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Namespace = "legacy" })},
+		{name: "a namespace not enrolled", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Namespace = "legacy" })},
 			kind: ErrNotEnrolled, wantErr: "podattest: PID 7 refused: pod legacy/web-7d9f is in namespace legacy, which is not enrolled in kzero"},
 		{name: "a terminating pod", cgroup: cgroupfsPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) {
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) {
 				p.DeletionTimestamp = &metav1.Time{Time: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 			})},
 			kind: ErrPodTerminating, wantErr: "podattest: PID 7 refused: pod shop/web-7d9f is terminating (deleted at 2026-03-01T12:00:00Z)"},
-		{name: "a pod that has finished", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded })},
+		{name: "a pod that has finished", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Status.Phase = kubeobj.PodSucceeded })},
 			kind: ErrPodNotRunning, wantErr: "podattest: PID 7 refused: pod shop/web-7d9f has finished (Succeeded)"},
-		{name: "a pod not running yet", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending })},
+		{name: "a pod not running yet", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Status.Phase = kubeobj.PodPending })},
 			kind: ErrPodNotRunning, wantErr: "podattest: PID 7 refused: pod shop/web-7d9f is Pending, not Running"},
-		{name: "a pod in no phase", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Status.Phase = "" })},
+		{name: "a pod in no phase", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Status.Phase = "" })},
 			kind: ErrPodNotRunning, wantErr: "podattest: PID 7 refused: pod shop/web-7d9f is in no phase yet, not Running"},
 		{name: "the pod's sandbox (pause)", cgroup: sandbox, pods: podMap{podUID: running()},
 			kind: ErrUnknownContainer, wantErr: "podattest: PID 7 refused: container " + otherID + " is none of the containers of pod shop/web-7d9f: the pod's sandbox (pause), or a container whose status is not reported yet"},
 		{name: "an ephemeral container", cgroup: sandbox,
-			pods: podMap{podUID: running(func(p *corev1.Pod) {
-				p.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "debugger", ContainerID: "containerd://" + otherID,
-					State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) {
+				p.Status.EphemeralContainerStatuses = []kubeobj.ContainerStatus{{Name: "debugger", ContainerID: "containerd://" + otherID,
+					State: kubeobj.ContainerState{Running: &kubeobj.ContainerStateRunning{}}}}
 			})},
 			kind: ErrUnknownContainer, wantErr: `podattest: PID 7 refused: container ` + otherID + ` is ephemeral container "debugger" of pod shop/web-7d9f: debugging containers get no identity`},
 		{name: "a container not running", cgroup: cgroupfsPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) {
-				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) {
+				p.Status.ContainerStatuses[0].State = kubeobj.ContainerState{} // waiting: ContainerCreating
 			})},
 			kind: ErrPodNotRunning, wantErr: `podattest: PID 7 refused: container "app" (` + containerID + `) of pod shop/web-7d9f is not running in the API server's view`},
 		{name: "a runtime whose IDs are not read", cgroup: cgroupfsPod,
-			pods: podMap{podUID: running(func(p *corev1.Pod) { p.Status.ContainerStatuses[0].ContainerID = "other://" + containerID })},
+			pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Status.ContainerStatuses[0].ContainerID = "other://" + containerID })},
 			kind: ErrUnknownContainer, wantErr: "podattest: PID 7 refused: container " + containerID + " is none of the containers of pod shop/web-7d9f: the pod's sandbox (pause), or a container whose status is not reported yet"},
-		{name: "no service account", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Spec.ServiceAccountName = "" })},
+		{name: "no service account", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Spec.ServiceAccountName = "" })},
 			kind: ErrInvalidID, wantErr: "podattest: PID 7 refused: pod shop/web-7d9f names no service account"},
-		{name: "a service account that makes no SPIFFE ID", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *corev1.Pod) { p.Spec.ServiceAccountName = "web:1" })},
+		{name: "a service account that makes no SPIFFE ID", cgroup: cgroupfsPod, pods: podMap{podUID: running(func(p *kubeobj.Pod) { p.Spec.ServiceAccountName = "web:1" })},
 			kind: ErrInvalidID, wantErr: `podattest: PID 7 refused: namespace "shop" and service account "web:1" of pod web-7d9f make no valid SPIFFE ID: path segment characters are limited to letters, numbers, dots, dashes, and underscores`},
 	}
 	for _, tt := range tests {
@@ -253,16 +254,16 @@ func (c *ticks) count() int {
 func TestAttestWaitsForTheAPIServer(t *testing.T) {
 	var mu sync.Mutex
 	lookups := 0
-	pods := podsFunc(func(types.UID) (*corev1.Pod, bool) {
+	pods := podsFunc(func(types.UID) (*kubeobj.Pod, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		lookups++
 		switch lookups {
 		case 1:
-			return running(func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending; p.Status.ContainerStatuses = nil }), true
+			return running(func(p *kubeobj.Pod) { p.Status.Phase = kubeobj.PodPending; p.Status.ContainerStatuses = nil }), true
 		case 2:
-			return running(func(p *corev1.Pod) {
-				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{}}
+			return running(func(p *kubeobj.Pod) {
+				p.Status.ContainerStatuses[0].State = kubeobj.ContainerState{} // waiting
 			}), true
 		default:
 			return running(), true
@@ -300,7 +301,7 @@ func TestAttestWaitsNoLongerThanWait(t *testing.T) {
 // A refusal that waiting cannot change is made at once.
 func TestAttestDoesNotWaitForAFinalRefusal(t *testing.T) {
 	var clock ticks
-	a, _ := attestor(t, cgroupfsPod, podMap{podUID: running(func(p *corev1.Pod) { p.Namespace = "legacy" })},
+	a, _ := attestor(t, cgroupfsPod, podMap{podUID: running(func(p *kubeobj.Pod) { p.Namespace = "legacy" })},
 		func(c *Config) { c.Wait = time.Hour; c.After = clock.after })
 	if _, err := a.Attest(context.Background(), 7); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("Attest error = %v, want ErrNotEnrolled", err)
@@ -324,7 +325,7 @@ func TestAttestWaitEndsWithTheContext(t *testing.T) {
 // to another process, is refused: the identity would go to the other.
 func TestAttestRefusesAPIDReusedDuringTheCheck(t *testing.T) {
 	var fp fakeProc
-	pods := podsFunc(func(types.UID) (*corev1.Pod, bool) {
+	pods := podsFunc(func(types.UID) (*kubeobj.Pod, bool) {
 		fp.setStat(t, 7, 250, "S")
 		return running(), true
 	})
@@ -339,7 +340,7 @@ func TestAttestRefusesAPIDReusedDuringTheCheck(t *testing.T) {
 
 func TestAttestRefusesAProcessThatExitsDuringTheCheck(t *testing.T) {
 	var fp fakeProc
-	pods := podsFunc(func(types.UID) (*corev1.Pod, bool) {
+	pods := podsFunc(func(types.UID) (*kubeobj.Pod, bool) {
 		fp.remove(t, 7)
 		return running(), true
 	})

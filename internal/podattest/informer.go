@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+
+	"kzero.dev/kzero/internal/kubeobj"
 )
 
 // uidIndex is the name of NodePods' index of pods by UID.
@@ -34,7 +35,7 @@ func NewNodePods(pods cache.ListerWatcher, nodeName string) (*NodePods, error) {
 	if nodeName == "" {
 		return nil, errors.New("podattest: node pods: nodeName: required")
 	}
-	informer := cache.NewSharedIndexInformer(pods, &corev1.Pod{}, 0, cache.Indexers{uidIndex: indexByUID})
+	informer := cache.NewSharedIndexInformer(pods, &kubeobj.Pod{}, 0, cache.Indexers{uidIndex: indexByUID})
 	if err := informer.SetTransform(trimPod); err != nil {
 		return nil, fmt.Errorf("podattest: node pods: %w", err)
 	}
@@ -52,60 +53,42 @@ func (p *NodePods) Run(ctx context.Context) error {
 func (p *NodePods) HasSynced() bool { return p.informer.HasSynced() }
 
 // PodByUID returns the pod of that UID bound to the node.
-func (p *NodePods) PodByUID(uid types.UID) (*corev1.Pod, bool) {
+func (p *NodePods) PodByUID(uid types.UID) (*kubeobj.Pod, bool) {
 	return podByUID(p.informer.GetIndexer(), uid)
 }
 
-func podByUID(indexer cache.Indexer, uid types.UID) (*corev1.Pod, bool) {
+func podByUID(indexer cache.Indexer, uid types.UID) (*kubeobj.Pod, bool) {
 	objs, err := indexer.ByIndex(uidIndex, string(uid))
 	if err != nil || len(objs) != 1 {
 		return nil, false
 	}
-	pod, ok := objs[0].(*corev1.Pod)
+	pod, ok := objs[0].(*kubeobj.Pod)
 	return pod, ok
 }
 
 // indexByUID is the index function of uidIndex.
 func indexByUID(obj any) ([]string, error) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*kubeobj.Pod)
 	if !ok {
 		return nil, fmt.Errorf("podattest: index by UID: %T is not a pod", obj)
 	}
 	return []string{string(pod.UID)}, nil
 }
 
-// trimPod keeps of a pod what Attest reads, so that the agent's memory
-// grows little with the node's pods.
+// trimPod keeps of a pod's metadata what Attest reads (kubeobj.Pod has no
+// other field), so that the agent's memory grows little with the node's
+// pods: not its labels, other annotations, owners or managed fields.
 func trimPod(obj any) (any, error) {
-	o, ok := obj.(*corev1.Pod)
+	o, ok := obj.(*kubeobj.Pod)
 	if !ok {
 		return obj, nil // a tombstone: the informer handles it
 	}
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+	p := &kubeobj.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: o.Name, Namespace: o.Namespace, UID: o.UID,
 		ResourceVersion: o.ResourceVersion, DeletionTimestamp: o.DeletionTimestamp,
-	}}
-	if v, ok := o.Annotations[corev1.MirrorPodAnnotationKey]; ok {
-		p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: v}
+	}, Spec: o.Spec, Status: o.Status}
+	if v, ok := o.Annotations[kubeobj.MirrorPodAnnotationKey]; ok {
+		p.Annotations = map[string]string{kubeobj.MirrorPodAnnotationKey: v}
 	}
-	p.Spec.NodeName, p.Spec.ServiceAccountName = o.Spec.NodeName, o.Spec.ServiceAccountName
-	p.Status.Phase = o.Status.Phase
-	p.Status.ContainerStatuses = trimStatuses(o.Status.ContainerStatuses)
-	p.Status.InitContainerStatuses = trimStatuses(o.Status.InitContainerStatuses)
-	p.Status.EphemeralContainerStatuses = trimStatuses(o.Status.EphemeralContainerStatuses)
 	return p, nil
-}
-
-func trimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
-	if in == nil {
-		return nil
-	}
-	out := make([]corev1.ContainerStatus, len(in))
-	for i, s := range in {
-		out[i] = corev1.ContainerStatus{Name: s.Name, ContainerID: s.ContainerID}
-		if s.State.Running != nil {
-			out[i].State.Running = &corev1.ContainerStateRunning{StartedAt: s.State.Running.StartedAt}
-		}
-	}
-	return out
 }

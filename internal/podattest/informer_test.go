@@ -4,9 +4,10 @@ import (
 	"reflect"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"kzero.dev/kzero/internal/kubeobj"
 )
 
 // The index NodePods looks pods up in, over a real cache.Indexer. The
@@ -14,8 +15,8 @@ import (
 // cluster.
 func TestPodByUID(t *testing.T) {
 	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{uidIndex: indexByUID})
-	web, other := running(), running(func(p *corev1.Pod) { p.Name, p.UID = "db-0", otherUID })
-	for _, p := range []*corev1.Pod{web, other} {
+	web, other := running(), running(func(p *kubeobj.Pod) { p.Name, p.UID = "db-0", otherUID })
+	for _, p := range []*kubeobj.Pod{web, other} {
 		if err := indexer.Add(p); err != nil {
 			t.Fatal(err)
 		}
@@ -27,54 +28,48 @@ func TestPodByUID(t *testing.T) {
 		t.Errorf("podByUID of an unknown UID = %v", got.Name)
 	}
 	// A pod made again under the same name has a new UID.
-	again := running(func(p *corev1.Pod) { p.UID = "0d1e2f3a-0000-4000-8000-000000000000" })
+	again := running(func(p *kubeobj.Pod) { p.UID = "0d1e2f3a-0000-4000-8000-000000000000" })
 	if err := indexer.Update(again); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := podByUID(indexer, podUID); ok {
 		t.Errorf("podByUID finds the UID of a pod made again")
 	}
-	if _, err := indexByUID(&corev1.Node{}); err == nil || err.Error() != "podattest: index by UID: *v1.Node is not a pod" {
-		t.Errorf("indexByUID of a node: %v", err)
+	if _, err := indexByUID(&kubeobj.Namespace{}); err == nil || err.Error() != "podattest: index by UID: *kubeobj.Namespace is not a pod" {
+		t.Errorf("indexByUID of a namespace: %v", err)
 	}
 }
 
-// trimPod keeps what Attest reads and nothing else.
+// trimPod keeps of a pod's metadata what Attest reads and nothing else
+// (kubeobj.Pod has no other field).
 func TestTrimPod(t *testing.T) {
 	deleted := metav1.Now()
-	started := &corev1.ContainerStateRunning{StartedAt: deleted}
-	full := &corev1.Pod{
+	started := &kubeobj.ContainerStateRunning{StartedAt: deleted}
+	full := &kubeobj.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-7d9f", Namespace: "shop", UID: podUID, ResourceVersion: "42", DeletionTimestamp: &deleted,
 			Labels:        map[string]string{"app": "web"},
-			Annotations:   map[string]string{corev1.MirrorPodAnnotationKey: "hash", "note": "x"},
+			Annotations:   map[string]string{kubeobj.MirrorPodAnnotationKey: "hash", "note": "x"},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}},
 		},
-		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: "web", Containers: []corev1.Container{{Name: "app", Image: "web:1"}}},
-		Status: corev1.PodStatus{
-			Phase:                      corev1.PodRunning,
-			PodIP:                      "10.0.0.7",
-			ContainerStatuses:          []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://" + containerID, Image: "web:1", State: corev1.ContainerState{Running: started}}},
-			InitContainerStatuses:      []corev1.ContainerStatus{{Name: "init", ContainerID: "containerd://" + otherID, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}}},
-			EphemeralContainerStatuses: []corev1.ContainerStatus{{Name: "debugger"}},
+		Spec: kubeobj.PodSpec{NodeName: node, ServiceAccountName: "web"},
+		Status: kubeobj.PodStatus{
+			Phase:                      kubeobj.PodRunning,
+			ContainerStatuses:          []kubeobj.ContainerStatus{{Name: "app", ContainerID: "containerd://" + containerID, State: kubeobj.ContainerState{Running: started}}},
+			InitContainerStatuses:      []kubeobj.ContainerStatus{{Name: "init", ContainerID: "containerd://" + otherID}},
+			EphemeralContainerStatuses: []kubeobj.ContainerStatus{{Name: "debugger"}},
 		},
 	}
 	got, err := trimPod(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &corev1.Pod{
+	want := &kubeobj.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-7d9f", Namespace: "shop", UID: podUID, ResourceVersion: "42", DeletionTimestamp: &deleted,
-			Annotations: map[string]string{corev1.MirrorPodAnnotationKey: "hash"},
+			Annotations: map[string]string{kubeobj.MirrorPodAnnotationKey: "hash"},
 		},
-		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: "web"},
-		Status: corev1.PodStatus{
-			Phase:                      corev1.PodRunning,
-			ContainerStatuses:          []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://" + containerID, State: corev1.ContainerState{Running: started}}},
-			InitContainerStatuses:      []corev1.ContainerStatus{{Name: "init", ContainerID: "containerd://" + otherID}},
-			EphemeralContainerStatuses: []corev1.ContainerStatus{{Name: "debugger"}},
-		},
+		Spec: full.Spec, Status: full.Status,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("trimPod =\n %+v\nwant\n %+v", got, want)

@@ -1,0 +1,178 @@
+package kubeobj_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+
+	"kzero.dev/kzero/internal/kubeobj"
+)
+
+// decode decodes obj, one of k8s.io/api's, from its JSON as the agent's
+// REST clients do: by the kind and apiVersion it names, into a type of
+// kubeobj's scheme.
+func decode(t *testing.T, obj runtime.Object) runtime.Object {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := kubeobj.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := serializer.NewCodecFactory(scheme).UniversalDeserializer().Decode(b, nil, nil)
+	if err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return out
+}
+
+var started = metav1.NewTime(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+
+// The field names are the API's: k8s.io/api's full objects, as the API
+// server writes them, decode into these types with every field they have.
+func TestDecodesWhatTheAPIServerWrites(t *testing.T) {
+	deleted := metav1.NewTime(started.Add(time.Hour))
+	meta := metav1.ObjectMeta{
+		Name: "web-0", Namespace: "shop", UID: "5d0c6a2e-7f7b-4b8e-9a59-0b7c1e0f3a21", ResourceVersion: "42",
+		DeletionTimestamp: &deleted, Labels: map[string]string{"app": "web"},
+		Annotations: map[string]string{corev1.MirrorPodAnnotationKey: "hash"},
+	}
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+		ObjectMeta: meta,
+		Spec: corev1.PodSpec{NodeName: "node-a", ServiceAccountName: "web", Containers: []corev1.Container{{Name: "app", Image: "web:1"}},
+			Volumes: []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}},
+		Status: corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: "10.0.0.7",
+			InitContainerStatuses: []corev1.ContainerStatus{{Name: "init", ContainerID: "containerd://1",
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://2", Image: "web:1", Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}},
+			EphemeralContainerStatuses: []corev1.ContainerStatus{{Name: "debugger",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}},
+		},
+	}
+	want := &kubeobj.Pod{
+		TypeMeta:   metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+		ObjectMeta: meta,
+		Spec:       kubeobj.PodSpec{NodeName: "node-a", ServiceAccountName: "web"},
+		Status: kubeobj.PodStatus{
+			Phase:                      kubeobj.PodRunning,
+			InitContainerStatuses:      []kubeobj.ContainerStatus{{Name: "init", ContainerID: "containerd://1"}},
+			ContainerStatuses:          []kubeobj.ContainerStatus{{Name: "app", ContainerID: "containerd://2", State: kubeobj.ContainerState{Running: &kubeobj.ContainerStateRunning{StartedAt: started}}}},
+			EphemeralContainerStatuses: []kubeobj.ContainerStatus{{Name: "debugger"}},
+		},
+	}
+	if got := decode(t, pod); !equal(got, want) {
+		t.Errorf("pod decoded as\n%#v\nwant\n%#v", got, want)
+	}
+	if got := decode(t, &corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"},
+		ListMeta: metav1.ListMeta{ResourceVersion: "43"}, Items: []corev1.Pod{*pod}}); !equal(got, &kubeobj.PodList{
+		TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: "43"},
+		Items: []kubeobj.Pod{*want}}) {
+		t.Errorf("pod list decoded as %#v", got)
+	}
+
+	ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{Kind: "Namespace", APIVersion: "v1"}, ObjectMeta: meta,
+		Spec: corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{"kubernetes"}}, Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive}}
+	if got := decode(t, ns); !equal(got, &kubeobj.Namespace{TypeMeta: ns.TypeMeta, ObjectMeta: meta}) {
+		t.Errorf("namespace decoded as %#v", got)
+	}
+	if got := decode(t, &corev1.NamespaceList{TypeMeta: metav1.TypeMeta{Kind: "NamespaceList", APIVersion: "v1"}, Items: []corev1.Namespace{*ns}}); !equal(got,
+		&kubeobj.NamespaceList{TypeMeta: metav1.TypeMeta{Kind: "NamespaceList", APIVersion: "v1"}, Items: []kubeobj.Namespace{{TypeMeta: ns.TypeMeta, ObjectMeta: meta}}}) {
+		t.Errorf("namespace list decoded as %#v", got)
+	}
+
+	ctb := &certificatesv1.ClusterTrustBundle{TypeMeta: metav1.TypeMeta{Kind: "ClusterTrustBundle", APIVersion: "certificates.k8s.io/v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "kzero.dev:identity:cluster.local"},
+		Spec:       certificatesv1.ClusterTrustBundleSpec{SignerName: "kzero.dev/identity", TrustBundle: "-----BEGIN CERTIFICATE-----\n…"}}
+	wantCTB := kubeobj.ClusterTrustBundle{TypeMeta: ctb.TypeMeta, ObjectMeta: ctb.ObjectMeta,
+		Spec: kubeobj.ClusterTrustBundleSpec{SignerName: "kzero.dev/identity", TrustBundle: "-----BEGIN CERTIFICATE-----\n…"}}
+	if got := decode(t, ctb); !equal(got, &wantCTB) {
+		t.Errorf("ClusterTrustBundle decoded as %#v", got)
+	}
+	if got := decode(t, &certificatesv1.ClusterTrustBundleList{TypeMeta: metav1.TypeMeta{Kind: "ClusterTrustBundleList", APIVersion: "certificates.k8s.io/v1"},
+		Items: []certificatesv1.ClusterTrustBundle{*ctb}}); !equal(got, &kubeobj.ClusterTrustBundleList{
+		TypeMeta: metav1.TypeMeta{Kind: "ClusterTrustBundleList", APIVersion: "certificates.k8s.io/v1"}, Items: []kubeobj.ClusterTrustBundle{wantCTB}}) {
+		t.Errorf("ClusterTrustBundle list decoded as %#v", got)
+	}
+}
+
+// equal compares as the API does: times to the second.
+func equal(a, b runtime.Object) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return reflect.TypeOf(a) == reflect.TypeOf(b) && string(ja) == string(jb)
+}
+
+// A deep copy shares nothing with its original.
+func TestDeepCopySharesNothing(t *testing.T) {
+	pod := &kubeobj.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Labels: map[string]string{"app": "web"}},
+		Status: kubeobj.PodStatus{ContainerStatuses: []kubeobj.ContainerStatus{{Name: "app",
+			State: kubeobj.ContainerState{Running: &kubeobj.ContainerStateRunning{StartedAt: started}}}}},
+	}
+	objs := []runtime.Object{
+		pod, &kubeobj.PodList{Items: []kubeobj.Pod{*pod}},
+		&kubeobj.Namespace{ObjectMeta: pod.ObjectMeta}, &kubeobj.NamespaceList{Items: []kubeobj.Namespace{{ObjectMeta: pod.ObjectMeta}}},
+		&kubeobj.ClusterTrustBundle{ObjectMeta: pod.ObjectMeta, Spec: kubeobj.ClusterTrustBundleSpec{TrustBundle: "pem"}},
+		&kubeobj.ClusterTrustBundleList{Items: []kubeobj.ClusterTrustBundle{{ObjectMeta: pod.ObjectMeta}}},
+	}
+	for _, obj := range objs {
+		before, _ := json.Marshal(obj)
+		c := obj.DeepCopyObject()
+		if !equal(c, obj) {
+			t.Errorf("%T: the copy differs: %#v", obj, c)
+		}
+		scribble(reflect.ValueOf(c))
+		if after, _ := json.Marshal(obj); string(after) != string(before) {
+			t.Errorf("%T: writing the copy changed the original:\n%s\nwas\n%s", obj, after, before)
+		}
+	}
+	var nilPod *kubeobj.Pod
+	if nilPod.DeepCopyObject() != nil {
+		t.Error("a nil pod's copy is not a nil runtime.Object")
+	}
+}
+
+// scribble overwrites every string, map entry and time reachable from v.
+func scribble(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			scribble(v.Elem())
+		}
+	case reflect.Struct:
+		if v.Type() == reflect.TypeOf(metav1.Time{}) {
+			v.Set(reflect.ValueOf(metav1.NewTime(time.Unix(1, 0))))
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				scribble(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			scribble(v.Index(i))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			v.SetMapIndex(k, reflect.ValueOf("scribbled"))
+		}
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString("scribbled")
+		}
+	default: // numbers and booleans: none here are shared
+	}
+}
