@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"kzero.dev/kzero/internal/agentcmd"
 	"kzero.dev/kzero/internal/version"
 )
@@ -41,6 +43,15 @@ const leanGCPercent = 50
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := command().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 1
+	}
+	return 0
+}
+
+// command is `kzero agent` as kzero-agent: its own name, and --version.
+func command() *cobra.Command {
 	cmd := agentcmd.New()
 	cmd.Use = "kzero-agent"
 	// cobra prints "kzero-agent version <Version>". A version template
@@ -49,9 +60,5 @@ func run() int {
 	v := version.Get()
 	cmd.Version = fmt.Sprintf("%s (commit %s, %s)", v.Version, v.Commit, v.GoVersion)
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		return 1
-	}
-	return 0
+	return cmd
 }

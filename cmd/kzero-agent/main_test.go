@@ -4,8 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"kzero.dev/kzero/internal/version"
 )
 
 // TestLinksOnlyTheAgent: kzero-agent's memory on every node is mostly its
@@ -21,6 +24,11 @@ func TestLinksOnlyTheAgent(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		deps[p] = true
 	}
+	for p := range deps {
+		if strings.HasPrefix(p, "k8s.io/api/") { // core/v1: 241 types, all linked
+			t.Errorf("kzero-agent links %s: internal/kubeobj has the objects the agent reads", p)
+		}
+	}
 	for _, p := range []string{
 		"kzero.dev/kzero/internal/authority", // and through it the CA store, leader election, policy
 		"kzero.dev/kzero/internal/cli",       // every other command
@@ -29,7 +37,6 @@ func TestLinksOnlyTheAgent(t *testing.T) {
 		"k8s.io/client-go/kubernetes",        // the clientset: every API group's client and types
 		"k8s.io/client-go/informers",         // every API group's informers
 		"k8s.io/client-go/kubernetes/scheme", // registers every API group
-		"k8s.io/api/core/v1",                 // 241 types, all linked: internal/kubeobj has what the agent reads
 	} {
 		if deps[p] {
 			t.Errorf("kzero-agent links %s: see what imports it with go list -deps -f '{{.ImportPath}} {{.Imports}}' ./cmd/kzero-agent", p)
@@ -44,26 +51,39 @@ func TestLinksOnlyTheAgent(t *testing.T) {
 // name it learns at run time (text/template does, for {{.Name}}) keeps
 // every exported method of every type it links, used or not. For
 // kzero-agent that was 4.6 MB of its 23, most of it resident. It is built
-// here as hack/cluster/image.sh builds it, and the linker must find no
-// such call.
+// here with the build tags hack/cluster/image.sh builds the image with,
+// and the linker must find no such call.
 func TestKeepsNoMethodForReflection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("links the agent: about 10 s")
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w -dumpdep", "-o", filepath.Join(t.TempDir(), "kzero-agent"), ".")
+	script, err := os.ReadFile(filepath.Join("..", "..", "hack", "cluster", "image.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`\bgobuild=\(.* -tags (\S+) `).FindSubmatch(script)
+	if m == nil || !strings.Contains(string(m[1]), "grpcnotrace") {
+		t.Fatal("hack/cluster/image.sh builds without -tags grpcnotrace: gRPC's golang.org/x/net/trace would run html/template")
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", string(m[1]), "-ldflags", "-s -w -dumpdep", "-o", filepath.Join(t.TempDir(), "kzero-agent"), ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	deps, err := cmd.CombinedOutput() // -dumpdep: the linker's reachability graph
+	deps, err := cmd.CombinedOutput() // -dumpdep: every edge of the linker's reachability graph
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, tail(string(deps), 2000))
 	}
+	if !strings.Contains(string(deps), " -> main.main\n") {
+		t.Fatalf("go build -ldflags=-dumpdep printed no edge to main.main: its format changed, and this test must follow it:\n%s", tail(string(deps), 2000))
+	}
 	found := map[string]bool{}
 	for line := range strings.Lines(string(deps)) {
-		if from, _, ok := strings.Cut(line, " <ReflectMethod> ->"); ok {
-			found[from] = true
+		for _, sym := range strings.Split(strings.TrimSpace(line), " -> ") {
+			if name, ok := strings.CutSuffix(sym, " <ReflectMethod>"); ok {
+				found[name] = true
+			}
 		}
 	}
-	for from := range found {
-		t.Errorf("kzero-agent calls methods by name through reflection in %s: every exported method stays linked; see who reaches it with go build -ldflags=-dumpdep", from)
+	for name := range found {
+		t.Errorf("kzero-agent calls methods by name through reflection in %s: every exported method stays linked; see who reaches it with go build -ldflags=-dumpdep", name)
 	}
 }
 
@@ -72,4 +92,19 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// --version says which kzero-agent this is, in cobra's words.
+func TestVersion(t *testing.T) {
+	cmd := command()
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--version"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	v := version.Get()
+	if want := "kzero-agent version " + v.Version + " (commit " + v.Commit + ", " + v.GoVersion + ")\n"; out.String() != want {
+		t.Errorf("--version printed %q, want %q", out.String(), want)
+	}
 }

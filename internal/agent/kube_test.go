@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"sync"
 	"testing"
 
@@ -82,7 +83,8 @@ func (k clientsetKube) listWatch(sel string, list cache.ListWithContextFunc, wat
 }
 
 // toKubeobj returns k8s.io/api's obj as kubeobj's type of the same kind,
-// through its JSON; any other object (a Status) as it is.
+// through its JSON; any other object (a Status) as it is. encoding/json
+// matches names regardless of case: kubeobj's tests check them exactly.
 func toKubeobj(obj runtime.Object) (runtime.Object, error) {
 	var out runtime.Object
 	switch obj.(type) {
@@ -120,24 +122,38 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 		got = append(got, r.URL.Path+"?"+r.URL.Query().Get("fieldSelector")+" "+r.Header.Get("Accept"))
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		typ := map[string]string{
-			"/api/v1/pods": `"kind":"PodList","apiVersion":"v1"`, "/api/v1/namespaces": `"kind":"NamespaceList","apiVersion":"v1"`,
-			"/apis/certificates.k8s.io/v1/clustertrustbundles": `"kind":"ClusterTrustBundleList","apiVersion":"certificates.k8s.io/v1"`,
+		list := map[string]string{
+			"/api/v1/pods":       `"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"web-0","namespace":"shop"},"spec":{"nodeName":"node-a"}}]`,
+			"/api/v1/namespaces": `"kind":"NamespaceList","apiVersion":"v1","items":[{"metadata":{"name":"shop","labels":{"kzero.dev/enrolled":"true"}}}]`,
+			"/apis/certificates.k8s.io/v1/clustertrustbundles": `"kind":"ClusterTrustBundleList","apiVersion":"certificates.k8s.io/v1",` +
+				`"items":[{"metadata":{"name":"kzero.dev:identity:cluster.local"},"spec":{"trustBundle":"PEM"}}]`,
 		}[r.URL.Path]
-		_, _ = w.Write([]byte(`{` + typ + `,"metadata":{"resourceVersion":"7"},"items":[]}`))
+		_, _ = w.Write([]byte(`{` + list + `,"metadata":{"resourceVersion":"7"}}`))
 	}))
 	defer srv.Close()
 	kube, err := agent.NewKube(&rest.Config{Host: srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, lw := range []cache.ListerWatcher{kube.Pods("node-a"), kube.Namespaces(), kube.ClusterTrustBundle("kzero.dev:identity:cluster.local")} {
-		obj, err := cache.ToListerWithContext(lw).ListWithContext(t.Context(), metav1.ListOptions{})
+	for _, c := range []struct {
+		lw   cache.ListerWatcher
+		want runtime.Object
+	}{
+		{kube.Pods("node-a"), &kubeobj.PodList{Items: []kubeobj.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "shop"}, Spec: kubeobj.PodSpec{NodeName: "node-a"}}}}},
+		{kube.Namespaces(), &kubeobj.NamespaceList{Items: []kubeobj.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"kzero.dev/enrolled": "true"}}}}}},
+		{kube.ClusterTrustBundle("kzero.dev:identity:cluster.local"), &kubeobj.ClusterTrustBundleList{Items: []kubeobj.ClusterTrustBundle{
+			{ObjectMeta: metav1.ObjectMeta{Name: "kzero.dev:identity:cluster.local"}, Spec: kubeobj.ClusterTrustBundleSpec{TrustBundle: "PEM"}}}}},
+	} {
+		obj, err := cache.ToListerWithContext(c.lw).ListWithContext(t.Context(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if m, err := meta.ListAccessor(obj); err != nil || m.GetResourceVersion() != "7" {
 			t.Errorf("List decoded %T (%v), want a list at resourceVersion 7", obj, err)
+		}
+		gotItems, wantItems := mustExtract(t, obj), mustExtract(t, c.want)
+		if reflect.TypeOf(obj) != reflect.TypeOf(c.want) || !reflect.DeepEqual(gotItems, wantItems) {
+			t.Errorf("List decoded %T with items %+v, want %T with %+v", obj, gotItems, c.want, wantItems)
 		}
 	}
 	want := []string{ // JSON only: kubeobj's types have no protobuf form
@@ -154,6 +170,62 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("request %d: %q, want %q", i, got[i], want[i])
 		}
+	}
+}
+
+func mustExtract(t *testing.T, list runtime.Object) []runtime.Object {
+	t.Helper()
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return items
+}
+
+// NewKube's watches decode the API server's events into kubeobj's types:
+// an object, the bookmark that ends a watch-list's initial events, and an
+// error's Status (410 Gone: the reflector lists again).
+func TestNewKubeWatchDecodes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("watch") != "true" {
+			http.Error(w, "want a watch", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-0","namespace":"shop","uid":"u-1"},` +
+			`"spec":{"nodeName":"node-a","serviceAccountName":"web","containers":[{"name":"app","image":"web:1"}]},` +
+			`"status":{"phase":"Running","containerStatuses":[{"name":"app","containerID":"containerd://c1","state":{"running":{"startedAt":"2026-12-02T10:00:00Z"}}}]}}}
+{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"9","annotations":{"k8s.io/initial-events-end":"true"}}}}
+{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","code":410,"reason":"Expired","message":"too old resource version"}}
+`))
+	}))
+	defer srv.Close()
+	kube, err := agent.NewKube(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := cache.ToWatcherWithContext(kube.Pods("node-a")).WatchWithContext(t.Context(), metav1.ListOptions{ResourceVersion: "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	var events []watch.Event
+	for e := range w.ResultChan() {
+		events = append(events, e)
+	}
+	if len(events) != 3 {
+		t.Fatalf("%d events, want 3: %+v", len(events), events)
+	}
+	pod, ok := events[0].Object.(*kubeobj.Pod)
+	if events[0].Type != watch.Added || !ok || pod.Name != "web-0" || pod.Spec.ServiceAccountName != "web" || pod.Status.Phase != kubeobj.PodRunning ||
+		len(pod.Status.ContainerStatuses) != 1 || pod.Status.ContainerStatuses[0].ContainerID != "containerd://c1" || pod.Status.ContainerStatuses[0].State.Running == nil {
+		t.Errorf("ADDED decoded as %s %+v", events[0].Type, events[0].Object)
+	}
+	if b, ok := events[1].Object.(*kubeobj.Pod); events[1].Type != watch.Bookmark || !ok || b.ResourceVersion != "9" || b.Annotations["k8s.io/initial-events-end"] != "true" {
+		t.Errorf("BOOKMARK decoded as %s %+v", events[1].Type, events[1].Object)
+	}
+	if s, ok := events[2].Object.(*metav1.Status); events[2].Type != watch.Error || !ok || s.Code != http.StatusGone {
+		t.Errorf("ERROR decoded as %s %+v", events[2].Type, events[2].Object)
 	}
 }
 

@@ -69,7 +69,7 @@ var pure = map[string]struct{ direct, anywhere []string }{
 	// kubeobj is the agent's view of a few API objects: types, no client.
 	"kzero.dev/kzero/internal/kubeobj": {
 		direct:   []string{"os", "net", "net/http", "os/exec"},
-		anywhere: []string{"k8s.io/client-go", "google.golang.org/grpc"},
+		anywhere: []string{"k8s.io/client-go", "google.golang.org/grpc", "k8s.io/api"},
 	},
 	// podattest reads /proc and watches the node's pods, but knows nothing
 	// of gRPC: the Workload API adapts its callers to it, never the reverse.
@@ -95,7 +95,7 @@ func TestDependenciesRunOneWay(t *testing.T) {
 		for _, dep := range p.Deps {
 			for _, bad := range rule.anywhere {
 				if dep == bad || strings.HasPrefix(dep, bad+"/") {
-					t.Errorf("%s depends on %s: identity and policy code must not pull in network or Kubernetes clients", p.ImportPath, dep)
+					t.Errorf("%s depends on %s, which its rule in pure forbids: types and decisions must not pull in network or Kubernetes clients (nor, for kubeobj, k8s.io/api)", p.ImportPath, dep)
 				}
 			}
 		}

@@ -26,8 +26,7 @@ func copyStatuses(in []ContainerStatus) []ContainerStatus {
 	for i, s := range in {
 		out[i] = s
 		if s.State.Running != nil {
-			r := *s.State.Running
-			out[i].State.Running = &r
+			out[i].State.Running = &ContainerStateRunning{}
 		}
 	}
 	return out

@@ -87,10 +87,9 @@ type ContainerState struct {
 	Running *ContainerStateRunning `json:"running,omitempty"`
 }
 
-// ContainerStateRunning is a running container's state.
-type ContainerStateRunning struct {
-	StartedAt metav1.Time `json:"startedAt,omitempty"`
-}
+// ContainerStateRunning is a running container's state; the agent reads
+// none of it.
+type ContainerStateRunning struct{}
 
 // PodList is a list of pods.
 type PodList struct {
@@ -119,10 +118,8 @@ type ClusterTrustBundle struct {
 	Spec              ClusterTrustBundleSpec `json:"spec"`
 }
 
-// ClusterTrustBundleSpec is a ClusterTrustBundle's signer and its CA
-// certificates, PEM.
+// ClusterTrustBundleSpec is a ClusterTrustBundle's CA certificates, PEM.
 type ClusterTrustBundleSpec struct {
-	SignerName  string `json:"signerName,omitempty"`
 	TrustBundle string `json:"trustBundle"`
 }
 

@@ -44,7 +44,7 @@ func TestPodByUID(t *testing.T) {
 // (kubeobj.Pod has no other field).
 func TestTrimPod(t *testing.T) {
 	deleted := metav1.Now()
-	started := &kubeobj.ContainerStateRunning{StartedAt: deleted}
+	started := &kubeobj.ContainerStateRunning{}
 	full := &kubeobj.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "web-7d9f", Namespace: "shop", UID: podUID, ResourceVersion: "42", DeletionTimestamp: &deleted,
