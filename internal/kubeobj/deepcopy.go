@@ -47,12 +47,7 @@ func (l *PodList) DeepCopy() *PodList {
 	}
 	out := *l
 	out.ListMeta = *l.ListMeta.DeepCopy()
-	if l.Items != nil {
-		out.Items = make([]Pod, len(l.Items))
-		for i := range l.Items {
-			out.Items[i] = *l.Items[i].DeepCopy()
-		}
-	}
+	out.Items = copyItems(l.Items, (*Pod).DeepCopy)
 	return &out
 }
 
@@ -89,12 +84,7 @@ func (l *NamespaceList) DeepCopy() *NamespaceList {
 	}
 	out := *l
 	out.ListMeta = *l.ListMeta.DeepCopy()
-	if l.Items != nil {
-		out.Items = make([]Namespace, len(l.Items))
-		for i := range l.Items {
-			out.Items[i] = *l.Items[i].DeepCopy()
-		}
-	}
+	out.Items = copyItems(l.Items, (*Namespace).DeepCopy)
 	return &out
 }
 
@@ -131,12 +121,7 @@ func (l *ClusterTrustBundleList) DeepCopy() *ClusterTrustBundleList {
 	}
 	out := *l
 	out.ListMeta = *l.ListMeta.DeepCopy()
-	if l.Items != nil {
-		out.Items = make([]ClusterTrustBundle, len(l.Items))
-		for i := range l.Items {
-			out.Items[i] = *l.Items[i].DeepCopy()
-		}
-	}
+	out.Items = copyItems(l.Items, (*ClusterTrustBundle).DeepCopy)
 	return &out
 }
 
@@ -146,4 +131,16 @@ func (l *ClusterTrustBundleList) DeepCopyObject() runtime.Object {
 		return nil // a nil interface, not a nil *ClusterTrustBundleList
 	}
 	return l.DeepCopy()
+}
+
+// copyItems returns a list's items, each copied by copyOne.
+func copyItems[T any](in []T, copyOne func(*T) *T) []T {
+	if in == nil {
+		return nil
+	}
+	out := make([]T, len(in))
+	for i := range in {
+		out[i] = *copyOne(&in[i])
+	}
+	return out
 }
