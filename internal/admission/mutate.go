@@ -70,9 +70,9 @@ type Result struct {
 //
 //   - the identity volume, VolumeName, mounted read-only at MountPath;
 //   - the Workload API socket: the volume WorkloadAPIVolumeName, the
-//     node's directory v1alpha1.WorkloadAPIDir mounted read-only at the same path,
-//     and EndpointSocketEnv set to EndpointSocket; left out of pods
-//     annotated kzero.dev/workload-api: "false".
+//     node's directory v1alpha1.WorkloadAPIDir mounted read-only at the
+//     same path, and EndpointSocketEnv set to EndpointSocket; left out of
+//     pods annotated kzero.dev/workload-api: "false".
 //
 // Mounts go into every container and init container that has nothing at
 // their path yet; the variable into every one that does not set it in env

@@ -42,7 +42,8 @@ type Authority struct {
 }
 
 // New checks cfg and builds the Signer and the Rotator; it makes no
-// request until Run. The ClusterTrustBundle is v1alpha1.TrustBundleName(trust domain).
+// request until Run. The ClusterTrustBundle is
+// v1alpha1.TrustBundleName(trust domain).
 func New(cfg Config) (*Authority, error) {
 	var issuer Issuer
 	var rotating Rotating

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -28,7 +29,8 @@ type RotatorConfig struct {
 	// CA is rotated and its bundle published. Required.
 	CA Rotating
 	// BundleName is the ClusterTrustBundle's name; it must start with
-	// v1alpha1.TrustBundleNamePrefix. Required (v1alpha1.TrustBundleName(trustDomain) is the usual).
+	// v1alpha1.TrustBundleNamePrefix. Required
+	// (v1alpha1.TrustBundleName(trustDomain) is the usual).
 	BundleName string
 	// WebhookConfig names the MutatingWebhookConfiguration whose
 	// webhooks' caBundle the Rotator keeps equal to the bundle's X.509
@@ -62,7 +64,7 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 	if cfg.CA == nil {
 		errs = append(errs, errors.New("ca: required"))
 	}
-	if len(cfg.BundleName) <= len(v1alpha1.TrustBundleNamePrefix) || cfg.BundleName[:len(v1alpha1.TrustBundleNamePrefix)] != v1alpha1.TrustBundleNamePrefix {
+	if !strings.HasPrefix(cfg.BundleName, v1alpha1.TrustBundleNamePrefix) || cfg.BundleName == v1alpha1.TrustBundleNamePrefix {
 		errs = append(errs, fmt.Errorf("bundleName: %q must be %s followed by a name (kube-apiserver's rule for a signer's ClusterTrustBundle)", cfg.BundleName, v1alpha1.TrustBundleNamePrefix))
 	}
 	if cfg.Log == nil {

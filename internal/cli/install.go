@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/install"
 )
 
@@ -34,7 +35,7 @@ webhook never sees kube-system or namespaces that are not enrolled.`,
 	}
 	f := c.Flags()
 	f.StringVar(&o.Image, "image", "", "the kzero image (required)")
-	f.StringVar(&o.Namespace, "namespace", "kzero-system", "the namespace kzero runs in")
+	f.StringVar(&o.Namespace, "namespace", v1alpha1.Namespace, "the namespace kzero runs in")
 	f.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the cluster's SPIFFE trust domain")
 	f.Int32Var(&o.Replicas, "replicas", 2, "replicas of the authority (one leads)")
 	f.StringVar(&pull, "pull-policy", string(corev1.PullIfNotPresent), "the image pull policy: Always, IfNotPresent or Never")

@@ -79,7 +79,7 @@ type Options struct {
 
 func (o *Options) defaults() error {
 	if o.Namespace == "" {
-		o.Namespace = "kzero-system"
+		o.Namespace = v1alpha1.Namespace
 	}
 	if o.TrustDomain == "" {
 		o.TrustDomain = "cluster.local"
