@@ -32,3 +32,15 @@ const (
 // tdName (a trust domain name is a valid DNS subdomain, which is what the
 // API requires of the rest).
 func TrustBundleName(tdName string) string { return TrustBundleNamePrefix + tdName }
+
+// NamespaceSystem is Kubernetes' own namespace.
+const NamespaceSystem = "kube-system"
+
+// NeverEnrolled reports whether the pods of namespace never get a workload
+// identity, whatever the namespace's labels: those of kube-system, and
+// those of kzeroNamespace, the namespace kzero runs in. The authority's
+// own SPIFFE ID, that of a service account of kzeroNamespace, signs the
+// audit trail's checkpoints, so no pod may be given an identity there.
+func NeverEnrolled(namespace, kzeroNamespace string) bool {
+	return namespace == NamespaceSystem || namespace == kzeroNamespace
+}

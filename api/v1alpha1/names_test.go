@@ -16,3 +16,23 @@ func TestTrustBundleName(t *testing.T) {
 		t.Errorf("TrustBundleName = %q", got)
 	}
 }
+
+// TestNeverEnrolled: kube-system and kzero's own namespace, whichever it
+// is, never get workload identities; every other namespace may.
+func TestNeverEnrolled(t *testing.T) {
+	for _, c := range []struct {
+		ns, kzero string
+		want      bool
+	}{
+		{"kube-system", Namespace, true},
+		{Namespace, Namespace, true},
+		{"security", "security", true},
+		{Namespace, "security", false},
+		{"kube-public", Namespace, false},
+		{"shop", Namespace, false},
+	} {
+		if got := NeverEnrolled(c.ns, c.kzero); got != c.want {
+			t.Errorf("NeverEnrolled(%q, %q) = %t, want %t", c.ns, c.kzero, got, c.want)
+		}
+	}
+}

@@ -29,6 +29,13 @@ type Issuance struct {
 	// PodCertificateRequest, "node/<name>" for a node agent, or the
 	// requester's SPIFFE ID.
 	Requester string `json:"requester"`
+	// Address is the requester's ip:port, for requests made over the
+	// network (kzero's agent API): it tells a replayed token or a stolen
+	// SVID from the real agent.
+	Address netip.AddrPort `json:"address,omitzero"`
+	// PodUID is the UID of the pod the requester's credential is bound to:
+	// on an agent's attestation, the pod its service account token names.
+	PodUID string `json:"podUID,omitempty"`
 	// SignerKeyID names the key that signed: the issuing CA's subject key
 	// ID (hex) for an X.509-SVID, the JWT key's kid for a JWT-SVID.
 	SignerKeyID string `json:"signerKeyID,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -291,17 +292,27 @@ type call struct {
 	id        spiffeid.ID // asked for; the trust domain's ID until known
 	typ       string      // audit.SVIDTypeX509 or audit.SVIDTypeJWT
 	requester string
+	address   netip.AddrPort // the caller's; zero if RemoteAddr does not parse
+	podUID    string         // on attestation, the pod the token is bound to
 	keyType   string
 	audience  []string
 	// what says what was asked, to begin the audit reason: "attestation".
 	what string
 }
 
+// newCall is a call of kind what (see call) for an SVID of type typ, made
+// by req; who asked is filled in as the call is authenticated.
+func newCall(td spiffeid.TrustDomain, typ, what string, req *http.Request) call {
+	addr, _ := netip.ParseAddrPort(req.RemoteAddr)
+	return call{id: td.ID(), typ: typ, what: what, address: netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())}
+}
+
 // attest answers AttestPath: the token is reviewed, the pod it is bound
 // to read from the API server and checked, and the agent gets the
 // X.509-SVID of its node.
 func (a *AgentAPI) attest(rw http.ResponseWriter, req *http.Request, c AgentCA) {
-	cl := call{id: a.cfg.TrustDomain.ID(), typ: audit.SVIDTypeX509, requester: "address/" + req.RemoteAddr, what: "attestation"}
+	cl := newCall(a.cfg.TrustDomain, audit.SVIDTypeX509, "attestation", req)
+	cl.requester = "address/" + req.RemoteAddr
 	var in agentapi.AttestRequest
 	if r := decode(rw, req, &in, "AttestRequest"); r != nil {
 		a.refuse(rw, cl, r)
@@ -322,6 +333,7 @@ func (a *AgentAPI) attest(rw http.ResponseWriter, req *http.Request, c AgentCA) 
 		return
 	}
 	tok, r := checkTokenReview(review.Status, a.user)
+	cl.podUID = tok.podUID
 	switch {
 	case tok.user == a.user && tok.node != "":
 		cl.requester = "node/" + tok.node
@@ -362,7 +374,7 @@ func (a *AgentAPI) attest(rw http.ResponseWriter, req *http.Request, c AgentCA) 
 
 // x509SVID answers X509SVIDPath.
 func (a *AgentAPI) x509SVID(rw http.ResponseWriter, req *http.Request, c AgentCA) {
-	cl := call{id: a.cfg.TrustDomain.ID(), typ: audit.SVIDTypeX509, what: "X.509-SVID"}
+	cl := newCall(a.cfg.TrustDomain, audit.SVIDTypeX509, "X.509-SVID", req)
 	node, ok := a.authenticate(rw, req, &cl)
 	if !ok {
 		return
@@ -387,7 +399,7 @@ func (a *AgentAPI) x509SVID(rw http.ResponseWriter, req *http.Request, c AgentCA
 
 // jwtSVID answers JWTSVIDPath.
 func (a *AgentAPI) jwtSVID(rw http.ResponseWriter, req *http.Request, c AgentCA) {
-	cl := call{id: a.cfg.TrustDomain.ID(), typ: audit.SVIDTypeJWT, what: "JWT-SVID"}
+	cl := newCall(a.cfg.TrustDomain, audit.SVIDTypeJWT, "JWT-SVID", req)
 	node, ok := a.authenticate(rw, req, &cl)
 	if !ok {
 		return
@@ -411,7 +423,7 @@ func (a *AgentAPI) jwtSVID(rw http.ResponseWriter, req *http.Request, c AgentCA)
 		Kind: audit.KindIssuance, Outcome: audit.OutcomeSuccess,
 		Reason: fmt.Sprintf("issued JWT-SVID to the agent of node %s: pod %s/%s runs there as service account %s", node, pod.Namespace, pod.Name, pod.Spec.ServiceAccountName),
 		Issuance: &audit.Issuance{SPIFFEID: s.ID, Type: audit.SVIDTypeJWT, Audience: s.Audience,
-			NotBefore: s.IssuedAt, NotAfter: s.Expiry, Requester: cl.requester, SignerKeyID: s.KeyID},
+			NotBefore: s.IssuedAt, NotAfter: s.Expiry, Requester: cl.requester, Address: cl.address, SignerKeyID: s.KeyID},
 	})
 	writeJSON(rw, http.StatusOK, agentapi.JWTSVIDResponse{Token: s.Token, Expiry: s.Expiry})
 }
@@ -486,7 +498,7 @@ func (a *AgentAPI) authorize(rw http.ResponseWriter, req *http.Request, cl *call
 		return nil, false
 	}
 	cl.id = id
-	ns, sa, r := workloadID(a.cfg.TrustDomain, node, id)
+	ns, sa, r := workloadID(a.cfg.TrustDomain, a.cfg.Namespace, node, id)
 	if r != nil {
 		a.refuse(rw, *cl, r)
 		return nil, false

@@ -240,17 +240,21 @@ func newAgentEnv(t *testing.T, mod ...func(*authority.AgentAPIConfig)) *agentEnv
 		pod("shop", "job-1", "uid-job-1", "node-a", "batch", succeeded),
 		pod("shop", "cache-1", "uid-cache-1", "node-a", "cache", terminating),
 		pod("plain", "app-1", "uid-app-1", "node-a", "app"),
+		pod("kube-system", "coredns-1", "uid-coredns-1", "node-a", "coredns"),
 	}
+	// kzero's namespace and kube-system are labeled enrolled: their pods
+	// get no identity all the same.
 	namespaces := map[string]*corev1.Namespace{
-		agentNS: namespace(agentNS, false), "shop": namespace("shop", true), "plain": namespace("plain", false),
+		agentNS: namespace(agentNS, true), "shop": namespace("shop", true), "plain": namespace("plain", false),
+		"kube-system": namespace("kube-system", true),
 	}
 	// The API server has what the cache has, and what it has not seen
 	// yet: a pod started a moment ago and a namespace just enrolled.
 	e.cache = &memCluster{namespaces: namespaces, pods: slices.Concat(agents, workloads)}
 	e.live = &memCluster{
 		namespaces: map[string]*corev1.Namespace{
-			agentNS: namespace(agentNS, false), "shop": namespace("shop", true), "plain": namespace("plain", false),
-			"new": namespace("new", true),
+			agentNS: namespace(agentNS, true), "shop": namespace("shop", true), "plain": namespace("plain", false),
+			"kube-system": namespace("kube-system", true), "new": namespace("new", true),
 		},
 		pods: slices.Concat(agents, workloads, []*corev1.Pod{
 			pod("shop", "fresh-1", "uid-fresh-1", "node-a", "fresh"),
@@ -418,6 +422,8 @@ func (e *agentEnv) wantEvent(outcome audit.Outcome, typ, id, requester, reason s
 	}
 	if p := ev.Issuance; p == nil || p.Type != typ || p.SPIFFEID.String() != id || p.Requester != requester {
 		e.t.Errorf("issuance %+v, want type %s, spiffeID %s, requester %s", p, typ, id, requester)
+	} else if !p.Address.Addr().IsLoopback() {
+		e.t.Errorf("issuance address %s, want the caller's, on loopback", p.Address)
 	}
 	return ev
 }
@@ -445,6 +451,11 @@ func TestAgentAttest(t *testing.T) {
 		"issued the X.509-SVID of the agent of node node-a on attestation: pod kzero-system/kzero-agent-a (UID uid-agent-a) of DaemonSet kzero-system/kzero-agent, service account kzero-agent")
 	if p := ev.Issuance; p.Serial != leaf.SerialNumber.Text(16) || !p.NotAfter.Equal(leaf.NotAfter) || p.KeyType != "ECDSA-P256" || p.SignerKeyID == "" {
 		t.Errorf("issuance %+v does not describe the leaf (serial %x, notAfter %s)", p, leaf.SerialNumber, leaf.NotAfter)
+	}
+	// Forensics: where the token came from, and the pod it is bound to,
+	// tell a replayed token from the real agent.
+	if p := ev.Issuance; !p.Address.Addr().IsLoopback() || p.Address.Port() == 0 || p.PodUID != "uid-agent-a" {
+		t.Errorf("issuance address %s, pod UID %q; want the caller's loopback ip:port and uid-agent-a", p.Address, p.PodUID)
 	}
 }
 
@@ -600,8 +611,12 @@ func TestAgentX509SVID(t *testing.T) {
 			msg: "the agent of node node-a asked for spiffe://cluster.local/ns/gone/sa/app, but namespace gone does not exist"},
 		{name: "another agent's ID", id: "spiffe://cluster.local/kzero/agent/node-b", status: http.StatusForbidden,
 			msg: "the agent of node node-a asked for spiffe://cluster.local/kzero/agent/node-b, which is not a workload's SPIFFE ID: agents get only spiffe://cluster.local/ns/<namespace>/sa/<service-account>, for the pods of their node"},
-		{name: "the authority's ID", id: "spiffe://cluster.local/ns/kzero-system/sa/kzero-authority", status: http.StatusForbidden, liveReads: true,
-			msg: "the agent of node node-a asked for spiffe://cluster.local/ns/kzero-system/sa/kzero-authority, but namespace kzero-system is not enrolled in kzero: label it kzero.dev/enrolled=true to give its pods identities"},
+		{name: "the authority's ID", id: "spiffe://cluster.local/ns/kzero-system/sa/kzero-authority", status: http.StatusForbidden,
+			msg: "the agent of node node-a asked for spiffe://cluster.local/ns/kzero-system/sa/kzero-authority, but namespace kzero-system is kzero's own namespace: its pods never get a workload identity from kzero, whatever its labels"},
+		{name: "a service account of kzero's namespace that pods of the node run as", id: "spiffe://cluster.local/ns/kzero-system/sa/kzero-agent", status: http.StatusForbidden,
+			msg: "the agent of node node-a asked for spiffe://cluster.local/ns/kzero-system/sa/kzero-agent, but namespace kzero-system is kzero's own namespace: its pods never get a workload identity from kzero, whatever its labels"},
+		{name: "kube-system, labeled enrolled", id: "spiffe://cluster.local/ns/kube-system/sa/coredns", status: http.StatusForbidden,
+			msg: "the agent of node node-a asked for spiffe://cluster.local/ns/kube-system/sa/coredns, but namespace kube-system is Kubernetes' own namespace: its pods never get a workload identity from kzero, whatever its labels"},
 		{name: "another trust domain", id: "spiffe://example.org/ns/shop/sa/web", status: http.StatusForbidden,
 			msg: "the agent of node node-a asked for spiffe://example.org/ns/shop/sa/web, outside trust domain cluster.local: agents get only spiffe://cluster.local/ns/<namespace>/sa/<service-account>"},
 		{name: "not a SPIFFE ID", id: "shop/web", status: http.StatusBadRequest,

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/agentapi"
 )
 
@@ -143,8 +144,9 @@ func agentNode(td spiffeid.TrustDomain, id spiffeid.ID) (string, bool) {
 }
 
 // workloadID splits a workload's SPIFFE ID, spiffe://<td>/ns/<ns>/sa/<sa>,
-// which the agent of node asked for.
-func workloadID(td spiffeid.TrustDomain, node string, id spiffeid.ID) (ns, sa string, r *apiRefusal) {
+// which the agent of node asked for; it refuses the IDs of the namespaces
+// that never get one (v1alpha1.NeverEnrolled, own being kzero's).
+func workloadID(td spiffeid.TrustDomain, own, node string, id spiffeid.ID) (ns, sa string, r *apiRefusal) {
 	if !id.MemberOf(td) {
 		return "", "", refuseWith(http.StatusForbidden, "the agent of node %s asked for %s, outside trust domain %s: agents get only spiffe://%s/ns/<namespace>/sa/<service-account>",
 			node, id, td.Name(), td.Name())
@@ -153,6 +155,10 @@ func workloadID(td spiffeid.TrustDomain, node string, id spiffeid.ID) (ns, sa st
 	if len(seg) != 4 || seg[0] != "ns" || seg[2] != "sa" {
 		return "", "", refuseWith(http.StatusForbidden, "the agent of node %s asked for %s, which is not a workload's SPIFFE ID: agents get only spiffe://%s/ns/<namespace>/sa/<service-account>, for the pods of their node",
 			node, id, td.Name())
+	}
+	if v1alpha1.NeverEnrolled(seg[1], own) {
+		return "", "", refuseWith(http.StatusForbidden, "the agent of node %s asked for %s, but namespace %s is %s: its pods never get a workload identity from kzero, whatever its labels",
+			node, id, seg[1], neverEnrolledWhy(seg[1], own))
 	}
 	return seg[1], seg[3], nil
 }

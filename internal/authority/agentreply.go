@@ -48,7 +48,7 @@ func (a *AgentAPI) refuse(rw http.ResponseWriter, cl call, r *apiRefusal) {
 		Kind: audit.KindIssuance, Outcome: audit.OutcomeFailure,
 		Reason: "refused " + cl.what + ": " + r.msg,
 		Issuance: &audit.Issuance{SPIFFEID: cl.id, Type: cl.typ, Audience: cl.audience, KeyType: cl.keyType,
-			Requester: cl.requester},
+			Requester: cl.requester, Address: cl.address, PodUID: cl.podUID},
 	})
 	writeError(rw, r.status, r.msg)
 }
@@ -65,7 +65,7 @@ func (a *AgentAPI) unavailable(rw http.ResponseWriter, what string, err error) {
 // issued audits a delivered X.509-SVID.
 func (a *AgentAPI) issued(cl call, s *ca.X509SVID, reason string) {
 	p := &audit.Issuance{SPIFFEID: s.ID, Type: audit.SVIDTypeX509, NotBefore: s.NotBefore, NotAfter: s.NotAfter,
-		KeyType: cl.keyType, Requester: cl.requester}
+		KeyType: cl.keyType, Requester: cl.requester, Address: cl.address, PodUID: cl.podUID}
 	if len(s.Certificates) > 0 {
 		p.Serial = fmt.Sprintf("%x", s.Certificates[0].SerialNumber)
 	}

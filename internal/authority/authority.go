@@ -21,6 +21,8 @@ type Config struct {
 	CA *ca.CA
 	// TrustDomain must be the CA's. Required.
 	TrustDomain spiffeid.TrustDomain
+	// Namespace is the one kzero runs in: see SignerConfig.
+	Namespace string
 	// Audit records every issuance and refusal. Required.
 	Audit Auditor
 	// Log receives operational messages. Required.
@@ -50,8 +52,8 @@ func New(cfg Config) (*Authority, error) {
 	if cfg.CA != nil {
 		issuer, rotating = cfg.CA, cfg.CA
 	}
-	s, err := NewSigner(SignerConfig{Client: cfg.Client, CA: issuer, TrustDomain: cfg.TrustDomain, Audit: cfg.Audit,
-		Log: cfg.Log, Lifetime: cfg.Lifetime, RefreshAt: cfg.RefreshAt, Now: cfg.Now})
+	s, err := NewSigner(SignerConfig{Client: cfg.Client, CA: issuer, TrustDomain: cfg.TrustDomain, Namespace: cfg.Namespace,
+		Audit: cfg.Audit, Log: cfg.Log, Lifetime: cfg.Lifetime, RefreshAt: cfg.RefreshAt, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}

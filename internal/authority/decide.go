@@ -42,10 +42,12 @@ const (
 	// unverifiedUserAnnotations; kzero recognises none (the reason
 	// Kubernetes defines for this).
 	ReasonInvalidUserAnnotations Reason = Reason(certv1.PodCertificateRequestConditionInvalidUserConfig)
-	// ReasonNotEnrolled: the pod's namespace is not enrolled.
+	// ReasonNotEnrolled: the pod's namespace is not enrolled, or is one
+	// that never is (v1alpha1.NeverEnrolled).
 	ReasonNotEnrolled Reason = "NotEnrolled"
 	// ReasonPodMismatch: no such pod, another pod of that name, a pod on
-	// another node, a mirror pod, or a pod that has finished.
+	// another node, a mirror pod, a pod that is terminating or one that
+	// has finished.
 	ReasonPodMismatch Reason = "PodMismatch"
 	// ReasonNodeMismatch: no such node, or a node of another UID.
 	ReasonNodeMismatch Reason = "NodeMismatch"
@@ -73,6 +75,10 @@ type Input struct {
 	ServiceAccount *corev1.ServiceAccount
 	// TrustDomain is the trust domain the ID is made in.
 	TrustDomain spiffeid.TrustDomain
+	// OwnNamespace is the namespace kzero runs in, whose pods, like those
+	// of kube-system, never get an identity; empty means
+	// v1alpha1.Namespace.
+	OwnNamespace string
 	// Lifetime is the lifetime kzero wants to issue; zero means
 	// DefaultLifetime. Decide fits it between MinLifetime and the
 	// request's maxExpirationSeconds.
@@ -103,6 +109,9 @@ func Decide(in Input) Decision {
 	}
 	if len(r.Spec.UnverifiedUserAnnotations) > 0 {
 		return deny(ReasonInvalidUserAnnotations, "kzero recognises no unverifiedUserAnnotations, and the request has %d: remove them from the pod's podCertificate volume", len(r.Spec.UnverifiedUserAnnotations))
+	}
+	if own := ownNamespace(in.OwnNamespace); v1alpha1.NeverEnrolled(ns, own) {
+		return deny(ReasonNotEnrolled, "namespace %s is %s: its pods never get a workload identity from kzero, whatever its labels; run the workload in a namespace of its own", ns, neverEnrolledWhy(ns, own))
 	}
 	if in.Namespace == nil {
 		return deny(ReasonNotEnrolled, "namespace %s does not exist", ns)
@@ -155,6 +164,8 @@ func checkPod(in Input) (Decision, bool) {
 		return deny(ReasonPodMismatch, "pod %s/%s has UID %s, but the request names UID %s: the request is not from that pod", ns, name, p.UID, r.Spec.PodUID)
 	case p.Spec.NodeName != string(r.Spec.NodeName):
 		return deny(ReasonPodMismatch, "pod %s/%s is bound to node %q, but the request names node %s: only the pod's own node may ask for its certificate", ns, name, p.Spec.NodeName, r.Spec.NodeName)
+	case p.DeletionTimestamp != nil:
+		return deny(ReasonPodMismatch, "pod %s/%s is terminating (its deletion was asked at %s): a pod on its way out gets no new certificate; the pod that replaces it gets its own", ns, name, p.DeletionTimestamp.UTC().Format(time.RFC3339))
 	case p.Annotations[corev1.MirrorPodAnnotationKey] != "":
 		return deny(ReasonPodMismatch, "pod %s/%s is a mirror pod: static pods get no identity; run it as a normal pod", ns, name)
 	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
@@ -163,6 +174,24 @@ func checkPod(in Input) (Decision, bool) {
 		return deny(ReasonServiceAccountMismatch, "pod %s/%s runs as service account %q, but the request names %q", ns, name, p.Spec.ServiceAccountName, r.Spec.ServiceAccountName)
 	}
 	return Decision{}, true
+}
+
+// ownNamespace is kzero's namespace: ns, or v1alpha1.Namespace when
+// empty.
+func ownNamespace(ns string) string {
+	if ns == "" {
+		return v1alpha1.Namespace
+	}
+	return ns
+}
+
+// neverEnrolledWhy names a namespace for which v1alpha1.NeverEnrolled is
+// true, for a denial's message.
+func neverEnrolledWhy(ns, own string) string {
+	if ns == own {
+		return "kzero's own namespace"
+	}
+	return "Kubernetes' own namespace"
 }
 
 // fitLifetime returns the wanted lifetime, cut to the request's

@@ -63,12 +63,6 @@ func TestDecide(t *testing.T) {
 				Message: "pod shop/web-1 (UID pod-uid) on node node-a runs as service account web in an enrolled namespace: issue spiffe://cluster.local/ns/shop/sa/web for 24h0m0s"},
 		},
 		{
-			name:   "a terminating pod still gets its certificate",
-			change: func(in *Input) { in.Pod.DeletionTimestamp = &metav1.Time{Time: time.Unix(0, 0)} },
-			want: Decision{Issue: true, ID: spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/web"), Lifetime: time.Hour,
-				Message: "pod shop/web-1 (UID pod-uid) on node node-a runs as service account web in an enrolled namespace: issue spiffe://cluster.local/ns/shop/sa/web for 1h0m0s"},
-		},
-		{
 			name:   "another signer",
 			change: func(in *Input) { in.Request.Spec.SignerName = "example.com/other" },
 			want:   Decision{Reason: ReasonInvalidRequest, Message: `the request is for signer "example.com/other", not kzero.dev/identity`},
@@ -117,6 +111,44 @@ func TestDecide(t *testing.T) {
 			name:   "mirror pod",
 			change: func(in *Input) { in.Pod.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "x"} },
 			want:   Decision{Reason: ReasonPodMismatch, Message: "pod shop/web-1 is a mirror pod: static pods get no identity; run it as a normal pod"},
+		},
+		{
+			name:   "terminating pod",
+			change: func(in *Input) { in.Pod.DeletionTimestamp = &metav1.Time{Time: time.Unix(1800000000, 0)} },
+			want:   Decision{Reason: ReasonPodMismatch, Message: "pod shop/web-1 is terminating (its deletion was asked at 2027-01-15T08:00:00Z): a pod on its way out gets no new certificate; the pod that replaces it gets its own"},
+		},
+		{
+			name: "kube-system, even labeled",
+			change: func(in *Input) {
+				in.Request.Namespace = "kube-system"
+				in.Namespace.Name = "kube-system"
+			},
+			want: Decision{Reason: ReasonNotEnrolled, Message: "namespace kube-system is Kubernetes' own namespace: its pods never get a workload identity from kzero, whatever its labels; run the workload in a namespace of its own"},
+		},
+		{
+			name: "kzero's own namespace by default, even labeled",
+			change: func(in *Input) {
+				in.Request.Namespace = "kzero-system"
+				in.Namespace.Name = "kzero-system"
+			},
+			want: Decision{Reason: ReasonNotEnrolled, Message: "namespace kzero-system is kzero's own namespace: its pods never get a workload identity from kzero, whatever its labels; run the workload in a namespace of its own"},
+		},
+		{
+			name: "kzero's own namespace, another one",
+			change: func(in *Input) {
+				in.OwnNamespace = "shop"
+			},
+			want: Decision{Reason: ReasonNotEnrolled, Message: "namespace shop is kzero's own namespace: its pods never get a workload identity from kzero, whatever its labels; run the workload in a namespace of its own"},
+		},
+		{
+			name: "kzero-system is a namespace like any other when kzero runs elsewhere",
+			change: func(in *Input) {
+				in.OwnNamespace = "security"
+				in.Request.Namespace = "kzero-system"
+				in.Namespace.Name = "kzero-system"
+			},
+			want: Decision{Issue: true, ID: spiffeid.RequireFromString("spiffe://cluster.local/ns/kzero-system/sa/web"), Lifetime: time.Hour,
+				Message: "pod kzero-system/web-1 (UID pod-uid) on node node-a runs as service account web in an enrolled namespace: issue spiffe://cluster.local/ns/kzero-system/sa/web for 1h0m0s"},
 		},
 		{
 			name:   "finished pod",

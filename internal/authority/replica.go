@@ -241,7 +241,7 @@ func (r *Replica) lead(ctx context.Context) {
 			continue
 		}
 		r.current.Store(c)
-		a, err := New(Config{Client: r.cfg.Client, CA: c, TrustDomain: r.cfg.TrustDomain, Audit: r.cfg.Audit,
+		a, err := New(Config{Client: r.cfg.Client, CA: c, TrustDomain: r.cfg.TrustDomain, Namespace: r.cfg.Election.Namespace, Audit: r.cfg.Audit,
 			Log: r.cfg.Log, Lifetime: r.cfg.Lifetime, RefreshAt: r.cfg.RefreshAt, WebhookConfig: r.cfg.WebhookConfig})
 		if err != nil {
 			log.Error("leading, but the signer does not start", "error", err)

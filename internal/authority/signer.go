@@ -46,6 +46,9 @@ type SignerConfig struct {
 	CA Issuer
 	// TrustDomain of the IDs issued. Required.
 	TrustDomain spiffeid.TrustDomain
+	// Namespace is the one kzero runs in, whose pods never get an
+	// identity (see Input.OwnNamespace); empty means v1alpha1.Namespace.
+	Namespace string
 	// Audit records every issuance and refusal. Required.
 	Audit Auditor
 	// Log receives operational messages (never key material). Required.
@@ -307,7 +310,7 @@ func (s *Signer) record(e audit.Event) {
 // fromCache is the input of Decide from the informers' copies; objects
 // they do not hold are left nil.
 func (s *Signer) fromCache(r *certv1.PodCertificateRequest) Input {
-	in := Input{Request: r, TrustDomain: s.cfg.TrustDomain, Lifetime: s.cfg.Lifetime}
+	in := Input{Request: r, TrustDomain: s.cfg.TrustDomain, OwnNamespace: s.cfg.Namespace, Lifetime: s.cfg.Lifetime}
 	in.Namespace, _ = s.cached.namespaces.Get(r.Namespace)
 	in.Pod, _ = s.cached.pods.Pods(r.Namespace).Get(r.Spec.PodName)
 	in.ServiceAccount, _ = s.cached.serviceAccounts.ServiceAccounts(r.Namespace).Get(r.Spec.ServiceAccountName)
@@ -347,7 +350,7 @@ func trim(obj any) (any, error) {
 // gather reads, from the API server itself rather than a cache, the
 // objects the request names. Objects that do not exist are left nil.
 func (s *Signer) gather(ctx context.Context, r *certv1.PodCertificateRequest) (Input, error) {
-	in := Input{Request: r, TrustDomain: s.cfg.TrustDomain, Lifetime: s.cfg.Lifetime}
+	in := Input{Request: r, TrustDomain: s.cfg.TrustDomain, OwnNamespace: s.cfg.Namespace, Lifetime: s.cfg.Lifetime}
 	core := s.cfg.Client.CoreV1()
 	var err error
 	if in.Namespace, err = orNil(core.Namespaces().Get(ctx, r.Namespace, metav1.GetOptions{})); err != nil {

@@ -415,6 +415,53 @@ func TestAuthority(t *testing.T) {
 		}
 		auditEvent(t, out, requesterOf(r), audit.OutcomeFailure)
 	})
+
+	t.Run("a request for a terminating pod is denied", func(t *testing.T) {
+		// A finalizer keeps the deleted pod terminating, as a long grace
+		// period would; kubelet's own request for it is what the node
+		// would send.
+		pod := identityPod("leaving", "web")
+		pod.Finalizers = []string{"kzero.dev/e2e-hold"}
+		createPod(t, ns, pod)
+		t.Cleanup(func() {
+			patch := []byte(`{"metadata":{"finalizers":null}}`)
+			_, _ = kube.Client.CoreV1().Pods(ns).Patch(context.Background(), "leaving", types.MergePatchType, patch, metav1.PatchOptions{})
+		})
+		p := waitPod(t, ns, "leaving", 2*time.Minute, ready)
+		closedRequest(t, ns, forPod("leaving")) // its first certificate, issued while it ran
+		if err := kube.Client.CoreV1().Pods(ns).Delete(t.Context(), "leaving", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitPod(t, ns, "leaving", time.Minute, func(p *corev1.Pod) (bool, error) { return p.DeletionTimestamp != nil, nil })
+		sa, err := kube.Client.CoreV1().ServiceAccounts(ns).Get(t.Context(), "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := kube.Client.CoreV1().Nodes().Get(t.Context(), p.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &certv1.PodCertificateRequest{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "leaving-refresh-"},
+			Spec: certv1.PodCertificateRequestSpec{
+				SignerName: authority.SignerName, PodName: "leaving", PodUID: p.UID,
+				ServiceAccountName: "web", ServiceAccountUID: sa.UID,
+				NodeName: types.NodeName(node.Name), NodeUID: node.UID,
+				StubPKCS10Request: stubCSR(t),
+			},
+		}
+		made, err := nodeClientset(t).CertificatesV1().PodCertificateRequests(ns).Create(t.Context(), req, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create the request as the pod's node: %v", err)
+		}
+		r, cond := closedRequest(t, ns, func(r *certv1.PodCertificateRequest) bool { return r.Name == made.Name })
+		if cond.Type != certv1.PodCertificateRequestConditionTypeDenied || cond.Reason != "PodMismatch" ||
+			!strings.Contains(cond.Message, fmt.Sprintf("pod %s/leaving is terminating", ns)) {
+			t.Fatalf("condition %s %s: %s, want Denied PodMismatch: the pod is terminating", cond.Type, cond.Reason, cond.Message)
+		}
+		t.Logf("denied: %s", cond.Message)
+		auditEvent(t, out, requesterOf(r), audit.OutcomeFailure)
+	})
 }
 
 // nodeClientset is a client with kubelet's own credentials.
