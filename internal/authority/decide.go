@@ -165,7 +165,7 @@ func checkPod(in Input) (Decision, bool) {
 	case p.Spec.NodeName != string(r.Spec.NodeName):
 		return deny(ReasonPodMismatch, "pod %s/%s is bound to node %q, but the request names node %s: only the pod's own node may ask for its certificate", ns, name, p.Spec.NodeName, r.Spec.NodeName)
 	case p.DeletionTimestamp != nil:
-		return deny(ReasonPodMismatch, "pod %s/%s is terminating (its deletion was asked at %s): a pod on its way out gets no new certificate; the pod that replaces it gets its own", ns, name, p.DeletionTimestamp.UTC().Format(time.RFC3339))
+		return deny(ReasonPodMismatch, "pod %s/%s is terminating (to be deleted at %s): a pod on its way out gets no new certificate; the pod that replaces it gets its own", ns, name, p.DeletionTimestamp.UTC().Format(time.RFC3339))
 	case p.Annotations[corev1.MirrorPodAnnotationKey] != "":
 		return deny(ReasonPodMismatch, "pod %s/%s is a mirror pod: static pods get no identity; run it as a normal pod", ns, name)
 	case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:

@@ -115,7 +115,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:   "terminating pod",
 			change: func(in *Input) { in.Pod.DeletionTimestamp = &metav1.Time{Time: time.Unix(1800000000, 0)} },
-			want:   Decision{Reason: ReasonPodMismatch, Message: "pod shop/web-1 is terminating (its deletion was asked at 2027-01-15T08:00:00Z): a pod on its way out gets no new certificate; the pod that replaces it gets its own"},
+			want:   Decision{Reason: ReasonPodMismatch, Message: "pod shop/web-1 is terminating (to be deleted at 2027-01-15T08:00:00Z): a pod on its way out gets no new certificate; the pod that replaces it gets its own"},
 		},
 		{
 			name: "kube-system, even labeled",
