@@ -3,6 +3,12 @@
 #   ca.{crt,key}        the cluster CA: API server clients, kubelet, signer
 #   etcd-ca.{crt,key}   a separate CA that only etcd and its client trust
 #   front-proxy-ca.{crt,key}  the aggregation layer's CA (front-proxy-client)
+#   webhook-client-ca.{crt,key}  a CA only for the client certificate
+#                       kube-apiserver presents to admission webhooks
+#                       (apiserver-webhook-client), which kzero's webhooks
+#                       trust to tell kube-apiserver from anyone else
+#   admission.yaml      kube-apiserver's admission configuration, which has it
+#                       present that certificate to every admission webhook
 #   apiserver, apiserver-kubelet-client, apiserver-etcd-client, etcd-server,
 #   kubelet (serving), and client certificates for admin, kubelet
 #   (system:node:<name>), kube-controller-manager, kube-scheduler, kube-proxy
@@ -84,6 +90,7 @@ EOF
 ca ca kzero-cluster-ca
 ca etcd-ca kzero-etcd-ca
 ca front-proxy-ca kzero-front-proxy-ca
+ca webhook-client-ca kzero-webhook-client-ca
 
 apiserver_sans="IP:${KZERO_NODE_IP},IP:${KZERO_SERVICE_APISERVER_IP},IP:127.0.0.1"
 apiserver_sans+=",DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
@@ -93,6 +100,7 @@ cert apiserver-kubelet-client ca "/CN=kube-apiserver-kubelet-client" client
 cert apiserver-etcd-client etcd-ca "/CN=kube-apiserver-etcd-client" client
 cert etcd-server etcd-ca "/CN=kzero-etcd" peer "IP:127.0.0.1,DNS:localhost"
 cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" client
+cert apiserver-webhook-client webhook-client-ca "/CN=kube-apiserver-webhook-client" client
 cert kubelet-server ca "/CN=${KZERO_NODE_NAME}" server "IP:${KZERO_NODE_IP},DNS:${KZERO_NODE_NAME}"
 
 cert admin ca "/O=system:masters/CN=kubernetes-admin" client
@@ -110,3 +118,34 @@ kubeconfig kubelet "system:node:${KZERO_NODE_NAME}"
 kubeconfig kube-controller-manager system:kube-controller-manager
 kubeconfig kube-scheduler system:kube-scheduler
 kubeconfig kube-proxy system:kube-proxy
+
+# kube-apiserver's admission configuration: it presents
+# apiserver-webhook-client to every admission webhook (the kubeconfig's user
+# "*"), so that a webhook can tell a review from kube-apiserver from one
+# sent by anyone else who reaches it.
+cat >"${d}/apiserver-webhook-client.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate-data: $(b64 "${d}/apiserver-webhook-client.crt")
+    client-key-data: $(b64 "${d}/apiserver-webhook-client.key")
+EOF
+chmod 600 "${d}/apiserver-webhook-client.kubeconfig"
+webhook_admission() {
+	cat <<EOF
+- name: $1
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: ${d}/apiserver-webhook-client.kubeconfig
+EOF
+}
+{
+	echo "apiVersion: apiserver.config.k8s.io/v1"
+	echo "kind: AdmissionConfiguration"
+	echo "plugins:"
+	webhook_admission ValidatingAdmissionWebhook
+	webhook_admission MutatingAdmissionWebhook
+} >"${d}/admission.yaml"

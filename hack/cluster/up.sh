@@ -165,6 +165,7 @@ start_apiserver() {
 		--service-account-signing-key-file="${pki}/sa.key" \
 		--authorization-mode=Node,RBAC \
 		--enable-admission-plugins=NodeRestriction \
+		--admission-control-config-file="${pki}/admission.yaml" \
 		--allow-privileged=true --profiling=false \
 		--enable-bootstrap-token-auth=false \
 		--requestheader-client-ca-file="${pki}/front-proxy-ca.crt" \

@@ -1,6 +1,8 @@
-// Package admission is kzero's mutating admission webhook: it gives the
-// pods of enrolled namespaces their identity, so that developers'
-// manifests mention nothing of kzero. It adds two things:
+// Package admission is kzero's admission webhooks for pods of enrolled
+// namespaces. The mutating webhook gives them their identity, so that
+// developers' manifests mention nothing of kzero; the validating webhook
+// refuses those with a hostPath volume, through which a pod could read
+// other pods' keys (Validate). The mutating webhook adds two things:
 //
 //   - the identity volume, which projects a podCertificate source (kubelet
 //     makes the key and asks the signer kzero.dev/identity) and the
@@ -12,6 +14,7 @@
 //     where SPIFFE clients look for the socket. A pod leaves it out with
 //     the annotation kzero.dev/workload-api: "false".
 //
-// The decision is a pure function, Mutate, over the pod and its namespace;
-// Handler serves it as an admission.k8s.io/v1 AdmissionReview endpoint.
+// Each decision is a pure function, Mutate or Validate, over the pod and
+// its namespace; Handler and ValidatingHandler serve them as
+// admission.k8s.io/v1 AdmissionReview endpoints.
 package admission

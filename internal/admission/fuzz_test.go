@@ -14,14 +14,18 @@ import (
 	"kzero.dev/kzero/internal/admission"
 )
 
-// FuzzHandler: any body gets an answer, never a panic.
+// FuzzHandler: any body gets an answer from either webhook, never a
+// panic.
 func FuzzHandler(f *testing.F) {
-	h := &admission.Handler{Namespaces: func(context.Context, string) (*corev1.Namespace, error) { return ns("shop", true), nil }}
+	enrolled := func(context.Context, string) (*corev1.Namespace, error) { return ns("shop", true), nil }
+	handlers := []http.Handler{&admission.Handler{Namespaces: enrolled}, &admission.ValidatingHandler{Namespaces: enrolled}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/mutate", bytes.NewReader(body)))
-		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
-			t.Fatalf("status %d", rec.Code)
+		for _, h := range handlers {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/pods", bytes.NewReader(body)))
+			if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
+				t.Fatalf("%T: status %d", h, rec.Code)
+			}
 		}
 	})
 }

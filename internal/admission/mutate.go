@@ -58,7 +58,10 @@ type Config struct {
 type Result struct {
 	// Patch is the JSON patch (RFC 6902) to apply; nil for no change.
 	Patch []byte
-	// Reason says why, for the audit trail.
+	// Refused is true when the pod may not be created (Validate).
+	Refused bool
+	// Reason says why, for the audit trail, and, for a pod refused, for
+	// the person who made it: what to change.
 	Reason string
 }
 

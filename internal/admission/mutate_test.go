@@ -2,18 +2,12 @@ package admission_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
-	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"kzero.dev/kzero/internal/admission"
 )
@@ -241,53 +235,5 @@ func TestMutatePatch(t *testing.T) {
 		`]`
 	if string(res.Patch) != want {
 		t.Errorf("patch\n%s\nwant\n%s", res.Patch, want)
-	}
-}
-
-func TestHandler(t *testing.T) {
-	namespaces := map[string]*corev1.Namespace{"shop": ns("shop", true)}
-	var decided []string
-	h := &admission.Handler{
-		Namespaces: func(_ context.Context, name string) (*corev1.Namespace, error) {
-			if n, ok := namespaces[name]; ok {
-				return n, nil
-			}
-			return nil, errors.New("not found")
-		},
-		Decided: func(_ *admissionv1.AdmissionRequest, res admission.Result, err error) {
-			decided = append(decided, res.Reason)
-		},
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	review := func(namespace string) *admissionv1.AdmissionResponse {
-		raw, _ := json.Marshal(pod(nil))
-		body, _ := json.Marshal(admissionv1.AdmissionReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-			Request: &admissionv1.AdmissionRequest{UID: "u-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-				Operation: admissionv1.Create, Namespace: namespace, Object: runtime.RawExtension{Raw: raw}},
-		})
-		resp, err := http.Post(srv.URL, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out admissionv1.AdmissionReview
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			t.Fatal(err)
-		}
-		return out.Response
-	}
-	if r := review("shop"); !r.Allowed || r.UID != "u-1" || r.PatchType == nil || *r.PatchType != admissionv1.PatchTypeJSONPatch || len(r.Patch) == 0 {
-		t.Errorf("enrolled pod: %+v", r)
-	}
-	if r := review("gone"); r.Allowed || r.Result == nil || r.Result.Message != "admission: namespace gone: not found" {
-		t.Errorf("namespace lookup failure: %+v", r)
-	}
-	if len(decided) != 2 {
-		t.Errorf("decisions reported: %q", decided)
-	}
-	if resp, err := http.Get(srv.URL); err != nil || resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Errorf("GET: %v %v", resp.StatusCode, err)
 	}
 }

@@ -26,9 +26,10 @@ func exampleEvents() map[string]audit.Event {
 		KeyType: "ECDSA-P256", Requester: "pod/shop/web-7d4b9c-x2x9z/0b5e2f7c-6d1a-4e8b-9c3f-2a7d5e1b8c4f", SignerKeyID: "3a9f0c1d2e4b5a6978c8d7e6f5a4b3c2d1e0f9a8",
 	}
 	admission := common(audit.KindAdmission, audit.ComponentAuthority, audit.OutcomeDeny,
-		"pod shop/debug mounts the node's filesystem (hostPath /): enrolled namespaces refuse hostPath volumes; remove it")
+		`pod admission webhook refused the pod: pod shop/debug mounts the node's filesystem (hostPath / as volume "root"): enrolled namespaces refuse hostPath volumes, through which a pod could read other pods' private keys; use an emptyDir, a persistentVolumeClaim, a configMap or a secret volume instead, or run the pod in a namespace that is not enrolled`)
 	admission.Admission = &audit.Admission{UID: "705ab4f5-6393-11e8-b7cc-42010a800002", Resource: "v1/pods",
-		Namespace: "shop", Name: "debug", Operation: "CREATE", User: "alice@example.com"}
+		Namespace: "shop", Name: "debug", Operation: "CREATE", User: "alice@example.com",
+		Caller: "kube-apiserver-webhook-client", Address: netip.MustParseAddrPort("10.244.0.1:53022")}
 	access := common(audit.KindAccess, audit.ComponentAgent, audit.OutcomeAllow,
 		"no rule matched: default deny (namespace in audit mode: allowed)")
 	access.Access = &audit.Access{
@@ -55,7 +56,7 @@ func exampleEvents() map[string]audit.Event {
 func TestEventJSON(t *testing.T) {
 	want := map[string]string{
 		"issuance":  `{"schema":"kzero.dev/audit/v1","time":"2026-07-01T12:00:00.120000000Z","id":"8f14e45fceea167a5a36dedd4bea2543","component":"authority","kind":"issuance","outcome":"success","reason":"issued for PodCertificateRequest shop/web-7d4b9c-x2x9z-pcr","issuance":{"spiffeID":"spiffe://cluster.local/ns/shop/sa/web","type":"x509-svid","serial":"5f1c0a2e9b7d4c3a8e6f1b2d3c4a5e6f","notBefore":"2026-07-01T11:59:30.12Z","notAfter":"2026-07-01T13:00:00.12Z","keyType":"ECDSA-P256","requester":"pod/shop/web-7d4b9c-x2x9z/0b5e2f7c-6d1a-4e8b-9c3f-2a7d5e1b8c4f","signerKeyID":"3a9f0c1d2e4b5a6978c8d7e6f5a4b3c2d1e0f9a8"}}`,
-		"admission": `{"schema":"kzero.dev/audit/v1","time":"2026-07-01T12:00:00.120000000Z","id":"8f14e45fceea167a5a36dedd4bea2543","component":"authority","kind":"admission","outcome":"deny","reason":"pod shop/debug mounts the node's filesystem (hostPath /): enrolled namespaces refuse hostPath volumes; remove it","admission":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","resource":"v1/pods","namespace":"shop","name":"debug","operation":"CREATE","user":"alice@example.com","allowed":false,"patched":false}}`,
+		"admission": `{"schema":"kzero.dev/audit/v1","time":"2026-07-01T12:00:00.120000000Z","id":"8f14e45fceea167a5a36dedd4bea2543","component":"authority","kind":"admission","outcome":"deny","reason":"pod admission webhook refused the pod: pod shop/debug mounts the node's filesystem (hostPath / as volume \"root\"): enrolled namespaces refuse hostPath volumes, through which a pod could read other pods' private keys; use an emptyDir, a persistentVolumeClaim, a configMap or a secret volume instead, or run the pod in a namespace that is not enrolled","admission":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","resource":"v1/pods","namespace":"shop","name":"debug","operation":"CREATE","user":"alice@example.com","allowed":false,"patched":false,"caller":"kube-apiserver-webhook-client","address":"10.244.0.1:53022"}}`,
 		"access":    `{"schema":"kzero.dev/audit/v1","time":"2026-07-01T12:00:00.120000000Z","id":"8f14e45fceea167a5a36dedd4bea2543","component":"agent","kind":"access","outcome":"allow","reason":"no rule matched: default deny (namespace in audit mode: allowed)","access":{"source":{"spiffeID":"spiffe://cluster.local/ns/batch/sa/report","address":"10.244.1.17:43512"},"destination":{"spiffeID":"spiffe://cluster.local/ns/shop/sa/web","namespace":"shop","serviceAccount":"web","workload":"web-7d4b9c-x2x9z","port":8080},"protocol":"http","method":"POST","path":"/orders","host":"web.shop.svc","verdict":"deny","mode":"audit","enforced":false}}`,
 		"gateway":   `{"schema":"kzero.dev/audit/v1","time":"2026-07-01T12:00:00.120000000Z","id":"8f14e45fceea167a5a36dedd4bea2543","component":"gateway","kind":"access","outcome":"allow","reason":"allowed by shop/web rule customers","access":{"source":{"user":{"issuer":"https://login.example.com","subject":"u-4821"}},"destination":{"spiffeID":"spiffe://cluster.local/ns/shop/sa/web","namespace":"shop","port":8080},"protocol":"http","method":"GET","path":"/cart","host":"shop.example.com","verdict":"allow","mode":"enforce","enforced":true,"policy":{"namespace":"shop","name":"web","rule":"customers"}}}`,
 	}
@@ -112,6 +113,14 @@ func TestValidate(t *testing.T) {
 			"audit: invalid event: reason: contains a PEM block: never put key material in an event"},
 		{"admission verdict", func(e *audit.Event) { e.Admission.Allowed = true; e.Admission.Operation = "PATCH" }, "admission",
 			`audit: invalid event: admission.operation: "PATCH" is not CREATE, UPDATE, DELETE or CONNECT; admission.allowed: is true but the outcome is "deny"`},
+		{"admission unread but allowed", func(e *audit.Event) {
+			e.Admission = &audit.Admission{Unauthenticated: true, Allowed: true}
+		}, "admission",
+			`audit: invalid event: admission.uid: is empty; admission.resource: is empty; admission.operation: "" is not CREATE, UPDATE, DELETE or CONNECT; admission.allowed: is true but the outcome is "deny"`},
+		{"admission caller of an unauthenticated review", func(e *audit.Event) {
+			e.Admission.Caller, e.Admission.Unauthenticated = "kube-apiserver-webhook-client", true
+		}, "admission",
+			`audit: invalid event: admission.caller: is set, but the event says its sender is not authenticated`},
 		{"anonymous access", func(e *audit.Event) { e.Access.Source = audit.Source{}; e.Access.Protocol = "udp" }, "access",
 			`audit: invalid event: access.protocol: "udp" is not tcp or http`},
 	}
@@ -127,5 +136,16 @@ func TestValidate(t *testing.T) {
 				t.Error("not ErrInvalidEvent")
 			}
 		})
+	}
+}
+
+// A review refused because its sender is not authenticated is recorded
+// without what it claims: no uid, resource or operation.
+func TestValidateUnreadAdmission(t *testing.T) {
+	e := exampleEvents()["admission"]
+	e.Reason = "refused an AdmissionReview from 10.244.0.7:41234: its sender is not authenticated"
+	e.Admission = &audit.Admission{Unauthenticated: true, Address: netip.MustParseAddrPort("10.244.0.7:41234")}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

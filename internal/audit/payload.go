@@ -70,6 +70,18 @@ type Admission struct {
 	// the object.
 	Allowed bool `json:"allowed"`
 	Patched bool `json:"patched"`
+	// Caller names who sent the review, as its verified TLS client
+	// certificate does (kube-apiserver's, when the webhook is given the CA
+	// of the certificate kube-apiserver presents to webhooks).
+	Caller string `json:"caller,omitempty"`
+	// Address is the sender's ip:port.
+	Address netip.AddrPort `json:"address,omitzero"`
+	// Unauthenticated is true when nothing proved that the review came
+	// from kube-apiserver: the webhook was given no client CA, or the
+	// sender presented no certificate it trusts. Such an event may be
+	// forged by anyone who reaches the webhook. A review refused for that
+	// reason is not read: its uid, resource and operation are empty.
+	Unauthenticated bool `json:"unauthenticated,omitempty"`
 }
 
 // Access is the payload of an access event: a policy decision on a

@@ -123,20 +123,28 @@ func (v *validator) admission(p *Admission, o Outcome) {
 		v.add("admission", "is missing")
 		return
 	}
-	if p.UID == "" {
-		v.add("admission.uid", "is empty")
-	}
-	if p.Resource == "" {
-		v.add("admission.resource", "is empty")
-	}
-	switch p.Operation {
-	case "CREATE", "UPDATE", "DELETE", "CONNECT":
-	default:
-		v.add("admission.operation", "%q is not CREATE, UPDATE, DELETE or CONNECT", p.Operation)
+	// A review refused because its sender is not authenticated is not
+	// read: it has no uid, resource or operation.
+	if unread := p.Unauthenticated && !p.Allowed && p.UID == "" && p.Resource == "" && p.Operation == ""; !unread {
+		if p.UID == "" {
+			v.add("admission.uid", "is empty")
+		}
+		if p.Resource == "" {
+			v.add("admission.resource", "is empty")
+		}
+		switch p.Operation {
+		case "CREATE", "UPDATE", "DELETE", "CONNECT":
+		default:
+			v.add("admission.operation", "%q is not CREATE, UPDATE, DELETE or CONNECT", p.Operation)
+		}
 	}
 	if p.Allowed != (o == OutcomeAllow) {
 		v.add("admission.allowed", "is %t but the outcome is %q", p.Allowed, o)
 	}
+	if p.Caller != "" && p.Unauthenticated {
+		v.add("admission.caller", "is set, but the event says its sender is not authenticated")
+	}
+	v.secret("admission.caller", p.Caller)
 }
 
 func (v *validator) access(p *Access, o Outcome) {

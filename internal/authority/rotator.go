@@ -32,10 +32,12 @@ type RotatorConfig struct {
 	// v1alpha1.TrustBundleNamePrefix. Required
 	// (v1alpha1.TrustBundleName(trustDomain) is the usual).
 	BundleName string
-	// WebhookConfig names the MutatingWebhookConfiguration whose
-	// webhooks' caBundle the Rotator keeps equal to the bundle's X.509
-	// authorities (PEM); empty: none. The Rotator never creates it (kzero
-	// install does); while it is missing, it looks again after Retry.
+	// WebhookConfig names the MutatingWebhookConfiguration, and the
+	// ValidatingWebhookConfiguration of the same name, whose webhooks'
+	// caBundle the Rotator keeps equal to the bundle's X.509 authorities
+	// (PEM); empty: none. The Rotator never creates them (kzero install
+	// does); while the mutating one is missing, it looks again after
+	// Retry.
 	WebhookConfig string
 	// Log receives operational messages. Required.
 	Log *slog.Logger
@@ -80,8 +82,9 @@ func NewRotator(cfg RotatorConfig) (*Rotator, error) {
 		cfg.Now = time.Now
 	}
 	return &Rotator{cfg: cfg,
-		pub:  publisher{ctbs: cfg.Client.CertificatesV1().ClusterTrustBundles(), name: cfg.BundleName},
-		hook: webhookPatcher{hooks: cfg.Client.AdmissionregistrationV1().MutatingWebhookConfigurations(), name: cfg.WebhookConfig},
+		pub: publisher{ctbs: cfg.Client.CertificatesV1().ClusterTrustBundles(), name: cfg.BundleName},
+		hook: webhookPatcher{mutating: cfg.Client.AdmissionregistrationV1().MutatingWebhookConfigurations(),
+			validating: cfg.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations(), name: cfg.WebhookConfig},
 	}, nil
 }
 
@@ -112,13 +115,13 @@ func (r *Rotator) Run(ctx context.Context) error {
 			found, wrote, err := r.hook.patch(ctx, r.cfg.CA.Bundle())
 			switch {
 			case err != nil:
-				log.Error("setting the webhook's caBundle failed", "mutatingWebhookConfiguration", r.cfg.WebhookConfig, "error", err, "retryIn", r.cfg.Retry)
+				log.Error("setting the webhooks' caBundle failed", "webhookConfiguration", r.cfg.WebhookConfig, "error", err, "retryIn", r.cfg.Retry)
 				wait = min(wait, r.cfg.Retry)
 			case !found:
-				log.Debug("no webhook configuration yet (kzero install creates it)", "mutatingWebhookConfiguration", r.cfg.WebhookConfig, "retryIn", r.cfg.Retry)
+				log.Debug("no webhook configuration yet (kzero install creates it)", "webhookConfiguration", r.cfg.WebhookConfig, "retryIn", r.cfg.Retry)
 				wait = min(wait, r.cfg.Retry)
 			case wrote:
-				log.Info("set the webhook's caBundle", "mutatingWebhookConfiguration", r.cfg.WebhookConfig, "sequence", rep.Sequence)
+				log.Info("set the webhooks' caBundle", "webhookConfiguration", r.cfg.WebhookConfig, "sequence", rep.Sequence)
 			}
 		}
 		t := time.NewTimer(max(wait, 0))

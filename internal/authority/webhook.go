@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,8 +34,11 @@ const (
 	// DefaultWebhookConfig is the MutatingWebhookConfiguration whose
 	// caBundle the leader keeps equal to the CA's bundle.
 	DefaultWebhookConfig = "kzero-pod-identity"
-	// MutatePodsPath is the webhook's path.
+	// MutatePodsPath is the pod identity webhook's path.
 	MutatePodsPath = "/mutate-pods"
+	// ValidatePodsPath is the pod admission webhook's path: it refuses,
+	// in enrolled namespaces, pods with a hostPath volume.
+	ValidatePodsPath = "/validate-pods"
 	// DefaultServingLifetime is the serving certificate's lifetime; it is
 	// renewed at half of it.
 	DefaultServingLifetime = 24 * time.Hour
@@ -64,6 +68,17 @@ type WebhookConfig struct {
 	CA func() ServingIssuer
 	// Namespaces finds a pod's namespace. Required.
 	Namespaces admission.NamespaceGetter
+	// ClientCAs, if set, authenticate the senders of AdmissionReviews: a
+	// review is read only from a sender whose TLS client certificate
+	// verifies against them (the certificate kube-apiserver presents to
+	// webhooks through its AdmissionConfiguration), and with ClientNames,
+	// names one of them. Others are refused (401) and audited. Nil: every
+	// review is read, and its audit event is marked unauthenticated.
+	ClientCAs *x509.CertPool
+	// ClientNames are the names, a certificate's common name or one of
+	// its DNS names, accepted from ClientCAs; empty: any certificate they
+	// verify. Use it when the CA issues other client certificates too.
+	ClientNames []string
 	// Audit records every admission verdict. Required.
 	Audit Auditor
 	// Log receives operational messages. Required.
@@ -76,9 +91,11 @@ type WebhookConfig struct {
 }
 
 // Webhook serves the pod identity webhook (admission.Handler) at
-// MutatePodsPath over HTTPS, with a serving certificate from the CA that it
-// renews at half life. It is stateless: every replica serves it, leader or
-// not. Create it with NewWebhook and call Run once.
+// MutatePodsPath and the pod admission webhook (admission.ValidatingHandler)
+// at ValidatePodsPath over HTTPS, with a serving certificate from the CA
+// that it renews at half life; with ClientCAs it reads reviews only from
+// kube-apiserver. It is stateless: every replica serves it, leader or not.
+// Create it with NewWebhook and call Run once.
 type Webhook struct {
 	cfg   WebhookConfig
 	names []string
@@ -134,15 +151,32 @@ func (w *Webhook) Run(ctx context.Context) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle(MutatePodsPath, &admission.Handler{Namespaces: w.cfg.Namespaces, Log: w.cfg.Log, Decided: w.audit})
+	mux.Handle(MutatePodsPath, w.authenticate(&admission.Handler{Namespaces: w.cfg.Namespaces, Log: w.cfg.Log,
+		Decided: w.audit("pod identity webhook: ", "pod identity webhook refused the pod: ")}))
+	mux.Handle(ValidatePodsPath, w.authenticate(&admission.ValidatingHandler{Namespaces: w.cfg.Namespaces, Log: w.cfg.Log,
+		Decided: w.audit("pod admission webhook: ", "pod admission webhook refused the pod: ")}))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write([]byte("ok\n")) })
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.certificate}
+	if w.cfg.ClientCAs != nil {
+		// Asked, not required: the handler refuses and audits a review
+		// without one, and /healthz needs none.
+		tc.ClientAuth = tls.RequestClientCert
+	}
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.certificate},
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         tc,
 		ErrorLog:          slog.NewLogLogger(w.cfg.Log.Handler(), slog.LevelWarn),
 	}
-	w.cfg.Log.Info("serving the pod identity webhook", "addr", ln.Addr().String(), "path", MutatePodsPath, "dnsNames", w.names)
+	if w.cfg.ClientCAs == nil {
+		w.cfg.Log.Warn("the webhook does not authenticate kube-apiserver: anyone who reaches it can send reviews, whose audit events are marked unauthenticated; give it the CA of the client certificate kube-apiserver presents to webhooks (docs/authority.md)")
+	}
+	w.cfg.Log.Info("serving the pod identity and pod admission webhooks", "addr", ln.Addr().String(),
+		"paths", []string{MutatePodsPath, ValidatePodsPath}, "dnsNames", w.names, "clientAuthentication", w.cfg.ClientCAs != nil)
 	return serveTLS(ctx, srv, ln, w.cfg.Log, "webhook")
 }
 
@@ -187,32 +221,45 @@ func (w *Webhook) issue() (*tls.Certificate, error) {
 	return &tls.Certificate{Certificate: sc.Chain, PrivateKey: key, Leaf: sc.Certificates[0]}, nil
 }
 
-// audit records an admission verdict.
-func (w *Webhook) audit(req *admissionv1.AdmissionRequest, res admission.Result, err error) {
-	if rerr := w.cfg.Audit.Record(admissionEvent(req, res, err)); rerr != nil {
-		w.cfg.Log.Error("audit event not recorded", "error", rerr)
+// audit returns what records a webhook's verdicts; their reasons begin
+// with allowed, or with refused for a pod refused.
+func (w *Webhook) audit(allowed, refused string) admission.DecidedFunc {
+	return func(ctx context.Context, req *admissionv1.AdmissionRequest, res admission.Result, err error) {
+		e := admissionEvent(req, res, err, allowed, refused)
+		callerOf(ctx).mark(e.Admission)
+		w.record(e)
 	}
 }
 
-// admissionEvent is the audit event of one verdict of the pod identity
-// webhook: the volume added, the pod left alone (both allowed), or the pod
-// refused (err).
-func admissionEvent(req *admissionv1.AdmissionRequest, res admission.Result, err error) audit.Event {
+// record writes an audit event; a failure is logged loudly, since what the
+// authority decides must not go unseen.
+func (w *Webhook) record(e audit.Event) {
+	if err := w.cfg.Audit.Record(e); err != nil {
+		w.cfg.Log.Error("audit event not recorded", "error", err)
+	}
+}
+
+// admissionEvent is the audit event of one verdict of a webhook: the pod
+// changed or left alone (both allowed), or refused (res.Refused, or err
+// when nothing could be decided). allowed and refused begin the reason.
+func admissionEvent(req *admissionv1.AdmissionRequest, res admission.Result, err error, allowed, refused string) audit.Event {
 	resource := req.Resource.Version + "/" + req.Resource.Resource
 	if req.Resource.Group != "" {
 		resource = req.Resource.Group + "/" + resource
 	}
+	ok := err == nil && !res.Refused
 	p := &audit.Admission{
 		UID: string(req.UID), Resource: resource, SubResource: req.SubResource,
 		Namespace: req.Namespace, Name: req.Name, GenerateName: generateName(req), Operation: string(req.Operation),
-		User: req.UserInfo.Username, Allowed: err == nil, Patched: err == nil && res.Patch != nil,
+		User: req.UserInfo.Username, Allowed: ok, Patched: ok && res.Patch != nil,
 	}
-	if err != nil {
-		return audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny, Admission: p,
-			Reason: "pod identity webhook refused the pod: " + err.Error()}
+	switch {
+	case err != nil:
+		return audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny, Admission: p, Reason: refused + err.Error()}
+	case res.Refused:
+		return audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny, Admission: p, Reason: refused + res.Reason}
 	}
-	return audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeAllow, Admission: p,
-		Reason: "pod identity webhook: " + res.Reason}
+	return audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeAllow, Admission: p, Reason: allowed + res.Reason}
 }
 
 // generateName is the metadata.generateName of a request's object when the

@@ -40,9 +40,11 @@ func TestAdmissionEvent(t *testing.T) {
 			audit.Admission{GenerateName: "web-7d9f8-", Allowed: true, Patched: true}, audit.OutcomeAllow, "pod identity webhook: added the identity volume"},
 		{"object that does not decode", request("", `{`), admission.Result{}, errors.New("bad pod"),
 			audit.Admission{}, audit.OutcomeDeny, "pod identity webhook refused the pod: bad pod"},
+		{"pod refused", request("debug", `{"metadata":{"name":"debug"}}`), admission.Result{Refused: true, Reason: "hostPath"}, nil,
+			audit.Admission{Name: "debug"}, audit.OutcomeDeny, "pod identity webhook refused the pod: hostPath"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := admissionEvent(tc.req, tc.res, tc.err)
+			e := admissionEvent(tc.req, tc.res, tc.err, "pod identity webhook: ", "pod identity webhook refused the pod: ")
 			want := tc.want
 			want.UID, want.Resource, want.Namespace, want.Operation = "u1", "v1/pods", "shop", "CREATE"
 			want.User = "system:serviceaccount:kube-system:replicaset-controller"

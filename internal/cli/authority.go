@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/ca"
+	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/internal/kubeconfig"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/internal/leader"
@@ -39,6 +41,8 @@ type authorityFlags struct {
 	webhookService string
 	webhookConfig  string
 	webhookIPs     []net.IP
+	webhookCA      string
+	webhookNames   []string
 	bundleAddr     string
 	bundleID       string
 	agentAddr      string
@@ -71,7 +75,9 @@ SVIDs of the node agents and, through them, of the pods of their node:
   - For each pending PodCertificateRequest it checks, against the API server,
     that the pod exists with that UID, is bound to that node (and the node
     has that UID), runs as that service account (with that UID), in a
-    namespace labeled kzero.dev/enrolled=true. Then it issues
+    namespace labeled kzero.dev/enrolled=true (never kube-system nor
+    --namespace, whatever their labels), and that the pod is not
+    terminating. Then it issues
     spiffe://<trust-domain>/ns/<namespace>/sa/<service-account> for
     --lifetime (within the request's maxExpirationSeconds), refreshed at half
     life; otherwise it denies the request with a reason (NotEnrolled,
@@ -79,15 +85,21 @@ SVIDs of the node agents and, through them, of the pods of their node:
     InvalidRequest) and a message saying what to do.
   - It publishes the trust bundle as the ClusterTrustBundle
     kzero.dev:identity:<trust-domain>, and again after every rotation.
-  - The webhook (HTTPS on --webhook-addr, path /mutate-pods) adds to every pod
-    created in an enrolled namespace, unless it is annotated
+  - The webhooks (HTTPS on --webhook-addr): at /mutate-pods it adds to
+    every pod created in an enrolled namespace, unless it is annotated
     kzero.dev/inject: "false", a projected volume with its certificate
     (podCertificate) and the trust bundle (clusterTrustBundle), mounted at
-    /var/run/secrets/kzero.dev/identity. Its serving certificate, for
+    /var/run/secrets/kzero.dev/identity, and the agent's Workload API
+    socket; at /validate-pods it refuses pods of enrolled namespaces that
+    have a hostPath volume. Its serving certificate, for
     <--webhook-service>.<--namespace>.svc (and .svc.cluster.local), is
     issued by the CA and renewed at half life; the leader keeps the caBundle
-    of the MutatingWebhookConfiguration --webhook-config equal to the CA's
-    bundle (kzero install creates it; the authority only updates it).
+    of the Mutating- and ValidatingWebhookConfiguration --webhook-config
+    equal to the CA's bundle (kzero install creates them; the authority
+    only updates them). With --webhook-client-ca, reviews are read only
+    from kube-apiserver (its webhook client certificate); others are
+    refused and audited. Without it, every admission event is marked
+    unauthenticated.
   - The SPIFFE bundle endpoint (HTTPS on --bundle-addr, path /; empty: off)
     serves the trust bundle to the trust domains that federate with this
     one, per the SPIFFE Federation standard, profile https_spiffe: it
@@ -127,7 +139,9 @@ in docs/authority.md.`,
 	fl.StringVar(&f.identity, "identity", "", "this replica's name in the leader election, unique among replicas; empty: $POD_NAME, else the hostname")
 	fl.StringVar(&f.webhookAddr, "webhook-addr", authority.DefaultWebhookAddr, "host:port the admission webhook listens on (HTTPS)")
 	fl.StringVar(&f.webhookService, "webhook-service", authority.DefaultWebhookService, "the Service kube-apiserver calls the webhook through: its DNS names go in the serving certificate")
-	fl.StringVar(&f.webhookConfig, "webhook-config", authority.DefaultWebhookConfig, "the MutatingWebhookConfiguration whose caBundle the leader keeps equal to the CA's bundle")
+	fl.StringVar(&f.webhookConfig, "webhook-config", authority.DefaultWebhookConfig, "the Mutating- and ValidatingWebhookConfiguration whose caBundle the leader keeps equal to the CA's bundle")
+	fl.StringVar(&f.webhookCA, "webhook-client-ca", "", "PEM file of the CA of the client certificate kube-apiserver presents to admission webhooks (its AdmissionConfiguration): reviews are read only from senders it verifies; empty: every review is read and audited as unauthenticated")
+	fl.StringSliceVar(&f.webhookNames, "webhook-client-name", nil, "a name (common name or DNS name) accepted from --webhook-client-ca; repeatable; empty: any certificate it verifies")
 	fl.IPSliceVar(&f.webhookIPs, "webhook-ip", nil, "IP addresses to add to the serving certificate, for a webhook reached by URL at an IP (an authority run outside the cluster); repeatable")
 	fl.StringVar(&f.bundleAddr, "bundle-addr", authority.DefaultBundleAddr, "host:port the SPIFFE bundle endpoint listens on (HTTPS, profile https_spiffe, for federation); empty: no bundle endpoint")
 	fl.StringVar(&f.bundleID, "bundle-id", "", "the SPIFFE ID the bundle endpoint presents, which federating peers are configured with; empty: spiffe://<trust-domain>/ns/<namespace>/sa/"+authority.DefaultBundleServiceAccount)
@@ -141,10 +155,11 @@ in docs/authority.md.`,
 
 // authoritySettings are the flags checked and parsed.
 type authoritySettings struct {
-	td       spiffeid.TrustDomain
-	identity string
-	ips      []netip.Addr
-	bundleID spiffeid.ID // zero: the default
+	td        spiffeid.TrustDomain
+	identity  string
+	ips       []netip.Addr
+	bundleID  spiffeid.ID    // zero: the default
+	clientCAs *x509.CertPool // nil: webhook callers are not authenticated
 }
 
 // validate checks the flags before anything reaches the cluster.
@@ -194,11 +209,37 @@ func (f authorityFlags) validate(getenv func(string) string, hostname func() (st
 		}
 	}
 	set := authoritySettings{td: td, identity: id, bundleID: bundleID}
+	if set.clientCAs, err = f.webhookClientCAs(); err != nil {
+		return authoritySettings{}, err
+	}
 	for _, ip := range f.webhookIPs {
 		a, _ := netip.AddrFromSlice(ip) // pflag parsed it: 4 or 16 bytes
 		set.ips = append(set.ips, a.Unmap())
 	}
 	return set, nil
+}
+
+// webhookClientCAs reads --webhook-client-ca; nil when it is empty.
+func (f authorityFlags) webhookClientCAs() (*x509.CertPool, error) {
+	if f.webhookCA == "" {
+		if len(f.webhookNames) > 0 {
+			return nil, errors.New("--webhook-client-name: given without --webhook-client-ca: name the CA whose certificates carry it")
+		}
+		return nil, nil
+	}
+	data, err := readSmallFile(f.webhookCA, maxCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-client-ca: %w", err)
+	}
+	cas, err := install.ParseCAs(data)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-client-ca %s: %w", f.webhookCA, err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range cas {
+		pool.AddCert(c)
+	}
+	return pool, nil
 }
 
 // checkAddr checks a listen address flag: host:port or :port, the port a
@@ -309,7 +350,7 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 		Client: client, TrustDomain: set.td, Store: store, Audit: rec, Log: log, Lifetime: f.lifetime,
 		Election: leader.Config{Namespace: f.namespace, Identity: set.identity},
 		Webhook: authority.WebhookConfig{Addr: f.webhookAddr, Service: f.webhookService, Namespace: f.namespace,
-			IPs: set.ips},
+			IPs: set.ips, ClientCAs: set.clientCAs, ClientNames: f.webhookNames},
 		WebhookConfig: f.webhookConfig,
 	})
 	if err != nil {

@@ -82,7 +82,7 @@ func TestAuthorityHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{"--kubeconfig", "--trust-domain", "--namespace", "--secret", "--lifetime", "--identity",
-		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip", "--bundle-addr", "--bundle-id",
+		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip", "--webhook-client-ca", "--webhook-client-name", "--bundle-addr", "--bundle-id",
 		"--agent-addr", "--agent-svid-ttl", "--workload-svid-ttl", "--agent-service-account", "--agent-daemonset"} {
 		if !strings.Contains(out, "  "+flag+" ") {
 			t.Errorf("--help does not explain %s:\n%s", flag, out)

@@ -1,6 +1,10 @@
 package cli
 
 import (
+	"fmt"
+	"io"
+	"os"
+
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 
@@ -10,7 +14,7 @@ import (
 
 func installCommand() *cobra.Command {
 	var o install.Options
-	var pull string
+	var pull, clientCA string
 	c := &cobra.Command{
 		Use:   "install --image IMAGE",
 		Short: "Render the manifests that install kzero",
@@ -18,13 +22,27 @@ func installCommand() *cobra.Command {
 kubectl apply -f -: the namespace (kzero-system), the AccessPolicy CRD, the
 authority's service account and least-privilege RBAC (docs/authority.md),
 its Deployment (two replicas, one leader), Service and
-PodDisruptionBudget, and the mutating webhook that gives pods of enrolled
-namespaces (label kzero.dev/enrolled=true) their identity volume. The
-webhook never sees kube-system or namespaces that are not enrolled.`,
+PodDisruptionBudget, the node agent's DaemonSet, the mutating webhook that
+gives pods of enrolled namespaces (label kzero.dev/enrolled=true) their
+identity, and the validating webhook that refuses hostPath volumes there.
+The webhooks never see kube-system, kzero's namespace or namespaces that
+are not enrolled.
+
+With --webhook-client-ca, the webhooks read reviews only from
+kube-apiserver: give the CA of the client certificate kube-apiserver
+presents to admission webhooks (its --admission-control-config-file;
+docs/install.md). Without it, anyone who reaches the webhooks can send
+them reviews, and their audit events are marked unauthenticated.`,
 		Example: "  kzero install --image registry.example/kzero:v0.1.0 | kubectl apply -f -",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.PullPolicy = corev1.PullPolicy(pull)
+			if clientCA != "" {
+				var err error
+				if o.WebhookClientCA, err = readSmallFile(clientCA, maxCAFile); err != nil {
+					return fmt.Errorf("--webhook-client-ca: %w", err)
+				}
+			}
 			out, err := install.Render(o)
 			if err != nil {
 				return err
@@ -39,5 +57,28 @@ webhook never sees kube-system or namespaces that are not enrolled.`,
 	f.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the cluster's SPIFFE trust domain")
 	f.Int32Var(&o.Replicas, "replicas", 2, "replicas of the authority (one leads)")
 	f.StringVar(&pull, "pull-policy", string(corev1.PullIfNotPresent), "the image pull policy: Always, IfNotPresent or Never")
+	f.StringVar(&clientCA, "webhook-client-ca", "", "PEM file of the CA of the client certificate kube-apiserver presents to admission webhooks; empty: the webhooks do not authenticate kube-apiserver")
+	f.StringSliceVar(&o.WebhookClientNames, "webhook-client-name", nil, "a name (common name or DNS name) of kube-apiserver's webhook client certificate to accept; repeatable; empty: any certificate of --webhook-client-ca")
 	return c
+}
+
+// maxCAFile bounds a file of CA certificates: a few KiB each.
+const maxCAFile = 1 << 20
+
+// readSmallFile reads the file name, refusing one over limit bytes, which
+// is read no further (a device or a pipe has no size to check first).
+func readSmallFile(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name) //nolint:gosec // the file is the user's argument
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }() // read-only
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is over %d KiB: it is not a file of CA certificates", name, limit>>10)
+	}
+	return b, nil
 }

@@ -9,6 +9,8 @@ package install
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 
@@ -31,14 +33,18 @@ import (
 
 // Names of what the manifests create.
 const (
-	Name          = "kzero-authority"
-	SecretName    = "kzero-ca"
+	Name       = "kzero-authority"
+	SecretName = "kzero-ca"
+	// WebhookConfig names the MutatingWebhookConfiguration and the
+	// ValidatingWebhookConfiguration alike.
 	WebhookConfig = "kzero-pod-identity"
 	WebhookPath   = "/mutate-pods"
-	WebhookPort   = 8443
-	BundlePort    = 8444 // the SPIFFE bundle endpoint, for federation
-	SignerName    = v1alpha1.SignerName
-	EnrolledLabel = v1alpha1.EnrolledLabel
+	// ValidatingWebhookPath is the pod admission webhook's path.
+	ValidatingWebhookPath = "/validate-pods"
+	WebhookPort           = 8443
+	BundlePort            = 8444 // the SPIFFE bundle endpoint, for federation
+	SignerName            = v1alpha1.SignerName
+	EnrolledLabel         = v1alpha1.EnrolledLabel
 
 	// AgentName names the node agent's DaemonSet, service account and
 	// ClusterRole.
@@ -59,6 +65,13 @@ const (
 	// AgentTokenSeconds is the lifetime asked for the agent's token, the
 	// shortest the API server allows; kubelet renews it at 80%.
 	AgentTokenSeconds = 600
+
+	// WebhookClientCAConfigMap holds, under WebhookClientCAKey, the CA of
+	// the client certificate kube-apiserver presents to admission
+	// webhooks, mounted into the authority at WebhookClientCADir.
+	WebhookClientCAConfigMap = "kzero-webhook-client-ca"
+	WebhookClientCAKey       = "ca.crt"
+	WebhookClientCADir       = "/etc/kzero/webhook-client-ca"
 )
 
 // Options choose what to install. The zero value of a field means its
@@ -75,6 +88,15 @@ type Options struct {
 	Replicas int32
 	// PullPolicy of the image; IfNotPresent by default.
 	PullPolicy corev1.PullPolicy
+	// WebhookClientCA is the CA (PEM) of the client certificate
+	// kube-apiserver presents to admission webhooks (its
+	// AdmissionConfiguration; docs/install.md): with it the webhooks read
+	// reviews only from kube-apiserver. Empty: they read every review and
+	// mark its audit event unauthenticated.
+	WebhookClientCA []byte
+	// WebhookClientNames are the names (common name or DNS name) accepted
+	// from WebhookClientCA; empty: any certificate it issued.
+	WebhookClientNames []string
 }
 
 func (o *Options) defaults() error {
@@ -108,6 +130,13 @@ func (o *Options) defaults() error {
 	default:
 		errs = append(errs, fmt.Errorf("pullPolicy: %q is not Always, IfNotPresent or Never", o.PullPolicy))
 	}
+	if len(o.WebhookClientCA) > 0 {
+		if _, err := ParseCAs(o.WebhookClientCA); err != nil {
+			errs = append(errs, fmt.Errorf("webhookClientCA: %w", err))
+		}
+	} else if len(o.WebhookClientNames) > 0 {
+		errs = append(errs, errors.New("webhookClientNames: given without webhookClientCA: name the CA whose certificates carry them"))
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("install: %w", errors.Join(errs...))
 	}
@@ -123,6 +152,9 @@ func Render(o Options) ([]byte, error) {
 	var out bytes.Buffer
 	out.WriteString("# kzero: rendered by `kzero install`; apply with kubectl apply -f -\n")
 	docs := []any{namespace(o)}
+	if len(o.WebhookClientCA) > 0 {
+		docs = append(docs, webhookClientCA(o))
+	}
 	for i, obj := range docs {
 		if err := write(&out, obj, i > 0); err != nil {
 			return nil, err
@@ -135,7 +167,7 @@ func Render(o Options) ([]byte, error) {
 		serviceAccount(o), clusterRole(), clusterRoleBinding(o), role(o), roleBinding(o),
 		deployment(o), service(o), podDisruptionBudget(o),
 		agentServiceAccount(o), agentClusterRole(), agentClusterRoleBinding(o), daemonSet(o),
-		webhook(o),
+		webhook(o), validatingWebhook(o),
 	} {
 		if err := write(&out, obj, true); err != nil {
 			return nil, err
@@ -200,7 +232,7 @@ func ClusterRules() []rbacv1.PolicyRule {
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"signers"}, ResourceNames: []string{SignerName}, Verbs: []string{"sign", "attest"}},
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "create", "update"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "serviceaccounts", "nodes"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
 			ResourceNames: []string{WebhookConfig}, Verbs: []string{"get", "update"}},
 		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 	}
@@ -255,6 +287,20 @@ func roleBinding(o Options) *rbacv1.RoleBinding {
 func deployment(o Options) *appsv1.Deployment {
 	yes, no := true, false
 	uid := int64(65532)
+	args := []string{"authority", "--trust-domain", o.TrustDomain, "--namespace", o.Namespace,
+		"--secret", SecretName, "--webhook-addr", fmt.Sprintf(":%d", WebhookPort),
+		"--bundle-addr", fmt.Sprintf(":%d", BundlePort), "--agent-addr", fmt.Sprintf(":%d", AgentPort)}
+	var mounts []corev1.VolumeMount
+	var volumes []corev1.Volume
+	if len(o.WebhookClientCA) > 0 {
+		args = append(args, "--webhook-client-ca", WebhookClientCADir+"/"+WebhookClientCAKey)
+		for _, n := range o.WebhookClientNames {
+			args = append(args, "--webhook-client-name", n)
+		}
+		mounts = append(mounts, corev1.VolumeMount{Name: "webhook-client-ca", MountPath: WebhookClientCADir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "webhook-client-ca", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: WebhookClientCAConfigMap}}}})
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: meta(Name, o.Namespace, authority),
@@ -269,9 +315,7 @@ func deployment(o Options) *appsv1.Deployment {
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					Containers: []corev1.Container{{
 						Name: "authority", Image: o.Image, ImagePullPolicy: o.PullPolicy,
-						Args: []string{"authority", "--trust-domain", o.TrustDomain, "--namespace", o.Namespace,
-							"--secret", SecretName, "--webhook-addr", fmt.Sprintf(":%d", WebhookPort),
-							"--bundle-addr", fmt.Sprintf(":%d", BundlePort), "--agent-addr", fmt.Sprintf(":%d", AgentPort)},
+						Args: args, VolumeMounts: mounts,
 						Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 						Ports: []corev1.ContainerPort{{Name: "webhook", ContainerPort: WebhookPort}, {Name: "bundle", ContainerPort: BundlePort},
 							{Name: "agent", ContainerPort: AgentPort}},
@@ -284,10 +328,51 @@ func deployment(o Options) *appsv1.Deployment {
 						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
 							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
 					}},
+					Volumes: volumes,
 				},
 			},
 		},
 	}
+}
+
+// webhookClientCA is the ConfigMap of the CA of kube-apiserver's webhook
+// client certificate: a CA certificate is public.
+func webhookClientCA(o Options) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: meta(WebhookClientCAConfigMap, o.Namespace, authority),
+		Data:       map[string]string{WebhookClientCAKey: string(o.WebhookClientCA)},
+	}
+}
+
+// ParseCAs parses PEM that holds CA certificates, and only them: the
+// webhook client CA, as kzero install and kzero authority read it.
+func ParseCAs(pemData []byte) ([]*x509.Certificate, error) {
+	rest := bytes.TrimSpace(pemData)
+	var cas []*x509.Certificate
+	for len(rest) > 0 {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, errors.New("not PEM: give the CA certificate(s) in PEM")
+		}
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("a PEM block of type %q: give only CA certificates", b.Type)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d does not parse: %w", len(cas)+1, err)
+		}
+		if !c.IsCA {
+			return nil, fmt.Errorf("certificate %d (%s) is not a CA certificate: give the CA that issued kube-apiserver's webhook client certificate", len(cas)+1, c.Subject)
+		}
+		cas = append(cas, c)
+		rest = bytes.TrimSpace(rest)
+	}
+	if len(cas) == 0 {
+		return nil, errors.New("empty: give the CA certificate(s) in PEM")
+	}
+	return cas, nil
 }
 
 func service(o Options) *corev1.Service {
@@ -442,9 +527,9 @@ func Agent(o Options) (*appsv1.DaemonSet, *corev1.ServiceAccount, *rbacv1.Cluste
 }
 
 // webhook is the mutating webhook. Its namespaceSelector sends it only pods
-// of enrolled namespaces, never kube-system, so its failure (policy Fail:
-// no pod of an enrolled namespace starts without its identity) blocks
-// nothing else. The authority fills caBundle.
+// of enrolled namespaces, never kube-system nor kzero's own, so its failure
+// (policy Fail: no pod of an enrolled namespace starts without its
+// identity) blocks nothing else. The authority fills caBundle.
 func webhook(o Options) *admissionregistrationv1.MutatingWebhookConfiguration {
 	return Webhook(o.Namespace)
 }
@@ -469,12 +554,51 @@ func Webhook(ns string) *admissionregistrationv1.MutatingWebhookConfiguration {
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 			}},
-			NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{EnrolledLabel: "true"},
-				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name",
-					Operator: metav1.LabelSelectorOpNotIn, Values: []string{metav1.NamespaceSystem, ns}}},
-			},
-			FailurePolicy: &fail, SideEffects: &none, MatchPolicy: &equivalent, ReinvocationPolicy: &never, TimeoutSeconds: &timeout,
+			NamespaceSelector: enrolledSelector(ns),
+			FailurePolicy:     &fail, SideEffects: &none, MatchPolicy: &equivalent, ReinvocationPolicy: &never, TimeoutSeconds: &timeout,
 		}},
+	}
+}
+
+// validatingWebhook is the pod admission webhook.
+func validatingWebhook(o Options) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	return ValidatingWebhook(o.Namespace)
+}
+
+// ValidatingWebhook is the ValidatingWebhookConfiguration for kzero in
+// namespace ns, calling the authority's Service: it refuses, in enrolled
+// namespaces, pods with a hostPath volume. Like the mutating webhook, it
+// fails closed for enrolled namespaces and never sees the others, so an
+// authority outage blocks nothing else. The authority fills caBundle.
+func ValidatingWebhook(ns string) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	equivalent := admissionregistrationv1.Equivalent
+	path := ValidatingWebhookPath
+	timeout := int32(5)
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: meta(WebhookConfig, "", authority),
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:                    "pod-admission.kzero.dev",
+			AdmissionReviewVersions: []string{"v1"},
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: Name, Path: &path}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector: enrolledSelector(ns),
+			FailurePolicy:     &fail, SideEffects: &none, MatchPolicy: &equivalent, TimeoutSeconds: &timeout,
+		}},
+	}
+}
+
+// enrolledSelector selects the enrolled namespaces but kube-system and
+// ns, kzero's own, which never are (v1alpha1.NeverEnrolled).
+func enrolledSelector(ns string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{
+		MatchLabels: map[string]string{EnrolledLabel: "true"},
+		MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/metadata.name",
+			Operator: metav1.LabelSelectorOpNotIn, Values: []string{v1alpha1.NamespaceSystem, ns}}},
 	}
 }

@@ -44,7 +44,8 @@ func TestRenderGolden(t *testing.T) {
 	}
 	kinds := map[string]int{}
 	wantKinds := map[string]int{"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
-		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "DaemonSet": 1, "MutatingWebhookConfiguration": 1}
+		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "DaemonSet": 1, "MutatingWebhookConfiguration": 1,
+		"ValidatingWebhookConfiguration": 1}
 	r := utilyaml.NewYAMLReader(bufioReader(got))
 	for {
 		doc, err := r.Read()

@@ -4,12 +4,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -87,7 +90,8 @@ func startReplica(t testing.TB, client kubernetes.Interface, storeNS, id string,
 		Election: leader.Config{Namespace: storeNS, Identity: id, KeepOnCancel: crash,
 			LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second},
 		Webhook: authority.WebhookConfig{Listener: ln, Service: authority.DefaultWebhookService, Namespace: storeNS,
-			IPs: []netip.Addr{netip.MustParseAddr(nodeIP)}},
+			IPs:       []netip.Addr{netip.MustParseAddr(nodeIP)},
+			ClientCAs: webhookClientCAs(t), ClientNames: []string{apiserverWebhookClient}},
 		WebhookConfig: authority.DefaultWebhookConfig,
 		Reload:        2 * time.Second,
 	})
@@ -141,8 +145,8 @@ func (s *service) add(addr string) {
 	s.backends = append(s.backends, addr)
 }
 
-// url is the webhook's URL through the service.
-func (s *service) url() string { return "https://" + s.ln.Addr().String() + authority.MutatePodsPath }
+// url is the URL of the webhook at path through the service.
+func (s *service) url(path string) string { return "https://" + s.ln.Addr().String() + path }
 
 func (s *service) forward(c net.Conn) {
 	defer c.Close()
@@ -191,6 +195,32 @@ func podIdentityWebhook(url string) *admissionregv1.MutatingWebhookConfiguration
 	w := install.Webhook("kzero-system")
 	w.Webhooks[0].ClientConfig = admissionregv1.WebhookClientConfig{URL: &url}
 	return w
+}
+
+// podAdmissionWebhook is the ValidatingWebhookConfiguration kzero install
+// makes, calling url, with no caBundle.
+func podAdmissionWebhook(url string) *admissionregv1.ValidatingWebhookConfiguration {
+	w := install.ValidatingWebhook("kzero-system")
+	w.Webhooks[0].ClientConfig = admissionregv1.WebhookClientConfig{URL: &url}
+	return w
+}
+
+// apiserverWebhookClient is the name in the client certificate the
+// harness has kube-apiserver present to admission webhooks.
+const apiserverWebhookClient = "kube-apiserver-webhook-client"
+
+// webhookClientCAs is the CA of that certificate (docs/cluster.md).
+func webhookClientCAs(t testing.TB) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(kube.Kubeconfig), "pki", "webhook-client-ca.crt"))
+	if err != nil {
+		t.Fatalf("the harness's webhook client CA (make cluster-down cluster-up if the cluster predates it): %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		t.Fatal("the harness's webhook client CA holds no certificate")
+	}
+	return pool
 }
 
 // hasIdentityVolume reports whether the webhook gave the pod its volume.
@@ -421,18 +451,27 @@ func webhookSetup(t testing.TB) (kubernetes.Interface, string, *service, *replic
 	a := startReplica(t, client, storeNS, "authority-a", true)
 	svc.add(a.addr)
 	hooks := kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	if _, err := hooks.Create(ctx, podIdentityWebhook(svc.url()), metav1.CreateOptions{}); err != nil {
+	vhooks := kube.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	if _, err := hooks.Create(ctx, podIdentityWebhook(svc.url(authority.MutatePodsPath)), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create the webhook configuration: %v", err)
+	}
+	if _, err := vhooks.Create(ctx, podAdmissionWebhook(svc.url(authority.ValidatePodsPath)), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the validating webhook configuration: %v", err)
 	}
 	t.Cleanup(func() {
 		_ = hooks.Delete(context.Background(), authority.DefaultWebhookConfig, metav1.DeleteOptions{})
+		_ = vhooks.Delete(context.Background(), authority.DefaultWebhookConfig, metav1.DeleteOptions{})
 		_ = kube.Client.CertificatesV1().ClusterTrustBundles().Delete(context.Background(), v1alpha1.TrustBundleName("cluster.local"), metav1.DeleteOptions{})
 	})
-	// The leader sets the caBundle; until then kube-apiserver cannot trust
-	// the webhook.
+	// The leader sets the caBundles; until then kube-apiserver cannot
+	// trust the webhooks.
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		h, err := hooks.Get(ctx, authority.DefaultWebhookConfig, metav1.GetOptions{})
-		return err == nil && len(h.Webhooks[0].ClientConfig.CABundle) > 0, nil
+		if err != nil || len(h.Webhooks[0].ClientConfig.CABundle) == 0 {
+			return false, nil
+		}
+		v, err := vhooks.Get(ctx, authority.DefaultWebhookConfig, metav1.GetOptions{})
+		return err == nil && len(v.Webhooks[0].ClientConfig.CABundle) > 0, nil
 	})
 	if err != nil {
 		t.Fatalf("the leader did not set the webhook's caBundle: %v", err)

@@ -1,30 +1,36 @@
 // Command testserver is the program in the end-to-end tests' container
-// image. It is static and has three modes:
+// image. It is static and has four modes:
 //
 //	testserver serve ADDR        serve HTTP on ADDR: /hello answers with the
 //	                             pod's name, /healthz with ok
 //	testserver fetch URL         GET URL until it answers 200 (60 s at
 //	                             most), print the body, exit 0; else exit 1
 //	testserver cat FILE          print FILE, then exit 0
+//	testserver post URL BODY     POST BODY (JSON) to the HTTPS URL once,
+//	                             trusting any server certificate, as an
+//	                             attacker in a pod would; print "status: N"
+//	                             and the answer, exit 0
 //
-// The tests read what fetch and cat print from the pod's log.
+// The tests read what fetch, cat and post print from the pod's log.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE")
+	if len(os.Args) != 3 && (len(os.Args) != 4 || os.Args[1] != "post") {
+		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE | post URL BODY")
 		os.Exit(2)
 	}
 	var err error
@@ -33,6 +39,8 @@ func main() {
 		err = serve(os.Args[2])
 	case "fetch":
 		err = fetch(os.Args[2], 60*time.Second)
+	case "post":
+		err = post(os.Args[2], os.Args[3])
 	case "cat":
 		var b []byte
 		if b, err = os.ReadFile(os.Args[2]); err == nil {
@@ -92,4 +100,22 @@ func fetch(url string, within time.Duration) error {
 		fmt.Fprintf(os.Stderr, "testserver: %v; retrying\n", err)
 		time.Sleep(time.Second)
 	}
+}
+
+// post sends body to url once and prints the answer.
+func post(url, body string) error {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the attacker trusts any server
+	}}
+	resp, err := client.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("status: %d\n%s\n", resp.StatusCode, answer)
+	return nil
 }
