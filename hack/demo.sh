@@ -19,8 +19,13 @@ say "building the kzero and sample-app images (no Docker: go-containerregistry) 
 step "kzero image" bash "${here}/cluster/image.sh" --path /kzero --also ./cmd/kzero-agent ./cmd/kzero kzero.local/kzero:demo
 step "sample app image" bash "${here}/cluster/image.sh" ./hack/demo/app kzero.local/demo-app:v1
 
-say "installing kzero: bin/kzero install --image kzero.local/kzero:demo | kubectl apply -f -"
-bin/kzero install --image kzero.local/kzero:demo --pull-policy Never | kubectl apply -f -
+# The harness's kube-apiserver presents its webhook client certificate to
+# admission webhooks; given its CA, kzero's webhooks read reviews only from
+# kube-apiserver (docs/install.md).
+say "installing kzero: bin/kzero install --image kzero.local/kzero:demo --webhook-client-ca ... | kubectl apply -f -"
+bin/kzero install --image kzero.local/kzero:demo --pull-policy Never \
+	--webhook-client-ca "${KZERO_PKI_DIR}/webhook-client-ca.crt" --webhook-client-name kube-apiserver-webhook-client |
+	kubectl apply -f -
 kubectl -n kzero-system rollout status deployment/kzero-authority --timeout=180s
 
 say "enrolling namespace demo (kubectl label namespace demo kzero.dev/enrolled=true)"
