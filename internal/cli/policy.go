@@ -56,7 +56,9 @@ func policyLintCommand() *cobra.Command {
 		Long: `Parses AccessPolicy files (YAML or JSON, several documents per file) strictly
 and compiles them with the engine's own compiler, CEL conditions and their
 cost included. Every problem is printed with its policy and field path.
-Exit status 0 when every policy compiles, 1 otherwise.`,
+Exit status 0 when every policy compiles, 1 otherwise.
+
+` + policyLimitsHelp(),
 		Example: "  kzero policy lint policies/*.yaml",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -115,7 +117,9 @@ labels of the destination's pods.
 spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>. Without
 --method, --path or --host the request is plain TCP.
 
-Exit status: 0 allowed, 3 denied, 1 on error.`,
+Exit status: 0 allowed, 3 denied, 1 on error.
+
+` + policyLimitsHelp(),
 		Example: `  kzero policy test --from spiffe://cluster.local/ns/web/sa/frontend \
     --to spiffe://cluster.local/ns/shop/sa/cart --port 8080 --method GET --path /api/items -f policies.yaml
   kzero policy test --from spiffe://cluster.local/ns/gateway/sa/gw --to spiffe://cluster.local/ns/shop/sa/cart \
@@ -135,7 +139,7 @@ Exit status: 0 allowed, 3 denied, 1 on error.`,
 	fl.StringVar(&f.issuer, "issuer", "", "the end user's token issuer")
 	fl.StringVar(&f.subject, "subject", "", "the end user's subject")
 	fl.StringVar(&f.claims, "claims", "", "the end user's claims, a JSON object")
-	fl.StringArrayVarP(&f.files, "file", "f", nil, "a policy file (repeatable); without it, the cluster's policies")
+	fl.StringArrayVarP(&f.files, "file", "f", nil, fmt.Sprintf("a policy file (repeatable, %d MiB at most); without it, the cluster's policies", maxPolicyFile>>20))
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
 	fl.StringVar(&f.trustDomain, "trust-domain", "cluster.local", "the cluster's SPIFFE trust domain")
 	fl.BoolVar(&f.auditNamespace, "audit-namespace", false, "with -f: the destination namespace is enrolled in audit mode")
@@ -267,18 +271,42 @@ func keyValues(flag string, kvs []string, lower bool) (map[string]string, error)
 	return m, nil
 }
 
+// Limits of what `policy lint` and `policy test -f` read. An AccessPolicy
+// is a few KB, and etcd stores no object over 1.5 MiB: a file larger than
+// maxPolicyFile holds something other than policies (/dev/zero, a log, a
+// binary), and reading it whole would only take the machine's memory.
+const (
+	// maxPolicyFile bounds one policy file.
+	maxPolicyFile = 4 << 20
+	// maxPolicyFiles bounds all the files of one command together.
+	maxPolicyFiles = 16 << 20
+)
+
+// policyLimitsHelp says the limits, for the commands' help.
+func policyLimitsHelp() string {
+	return fmt.Sprintf("A policy file may hold at most %d MiB, and the files of one run %d MiB together.",
+		maxPolicyFile>>20, maxPolicyFiles>>20)
+}
+
 // readPolicyFiles parses files; a policy in a file without a namespace is
 // in "default", as kubectl would apply it. The same policy twice is an
-// error: the API server would keep only one of them.
+// error: the API server would keep only one of them. Every file is read
+// through a limit (maxPolicyFile, and maxPolicyFiles for them all), never
+// trusting its size: /dev/zero and pipes have none.
 func readPolicyFiles(files []string) ([]v1alpha1.AccessPolicy, error) {
+	datas := make([][]byte, len(files))
+	left := maxPolicyFiles
+	for i, name := range files {
+		data, err := readPolicyFile(name, left)
+		if err != nil {
+			return nil, err
+		}
+		datas[i], left = data, left-len(data)
+	}
 	var all []v1alpha1.AccessPolicy
 	seen := map[string]string{}
-	for _, name := range files {
-		data, err := os.ReadFile(name) //nolint:gosec // the policy file is the user's argument
-		if err != nil {
-			return nil, fmt.Errorf("read policy file: %w", err)
-		}
-		ps, err := policy.Parse(data)
+	for f, name := range files {
+		ps, err := policy.Parse(datas[f])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -298,6 +326,30 @@ func readPolicyFiles(files []string) ([]v1alpha1.AccessPolicy, error) {
 		all = append(all, ps...)
 	}
 	return all, nil
+}
+
+// readPolicyFile reads the file name, of at most maxPolicyFile bytes and
+// at most left, what the files before it left of maxPolicyFiles.
+func readPolicyFile(name string, left int) ([]byte, error) {
+	f, err := os.Open(name) //nolint:gosec // the policy file is the user's argument
+	if err != nil {
+		return nil, fmt.Errorf("read policy file: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	limit := min(maxPolicyFile, left)
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read policy file: %w", err)
+	case len(data) <= limit:
+		return data, nil
+	case limit == maxPolicyFile:
+		return nil, fmt.Errorf("policy file %s is over the limit of %d MiB per file (an AccessPolicy is a few KB): "+
+			"check that it is the file you meant, or split it into files of %d MiB at most", name, maxPolicyFile>>20, maxPolicyFile>>20)
+	default:
+		return nil, fmt.Errorf("policy file %s takes the policy files over the limit of %d MiB for one run: "+
+			"give fewer files at a time", name, maxPolicyFiles>>20)
+	}
 }
 
 // fromCluster reads the cluster's policies, namespaces' enrollment and the

@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,5 +68,45 @@ func TestPolicyTest(t *testing.T) {
 	if _, err := run("policy", "test", "-f", "testdata/policies.yaml", "--to", "spiffe://cluster.local/cart", "--port", "80"); err == nil ||
 		err.Error() != "--to spiffe://cluster.local/cart is not of the form spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>" {
 		t.Errorf("bad --to: %v", err)
+	}
+}
+
+// A policy file is read through a limit: /dev/zero, which has no size and
+// no end, is refused after 4 MiB, in bounded memory, by both commands.
+func TestPolicyFilesAreBounded(t *testing.T) {
+	const perFile = "policy file /dev/zero is over the limit of 4 MiB per file (an AccessPolicy is a few KB): " +
+		"check that it is the file you meant, or split it into files of 4 MiB at most"
+	if _, err := run("policy", "lint", "/dev/zero"); err == nil || err.Error() != perFile {
+		t.Errorf("lint /dev/zero: %v\nwant %s", err, perFile)
+	}
+	if _, err := run("policy", "test", "-f", "/dev/zero", "--to", "spiffe://cluster.local/ns/shop/sa/cart", "--port", "80"); err == nil || err.Error() != perFile {
+		t.Errorf("test -f /dev/zero: %v\nwant %s", err, perFile)
+	}
+
+	// Five files of just under 4 MiB (sparse: nothing is written) are
+	// over the 16 MiB of one run, at the fifth.
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(4<<20 - 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	total := "policy file " + big + " takes the policy files over the limit of 16 MiB for one run: give fewer files at a time"
+	if _, err := run("policy", "lint", big, big, big, big, big); err == nil || err.Error() != total {
+		t.Errorf("lint of 5 files of 4 MiB: %v\nwant %s", err, total)
+	}
+	// Four are within the limits, and then parsed (the parser bounds a
+	// document to 1 MiB).
+	if _, err := run("policy", "lint", big, big, big, big); err == nil || err.Error() != big+": policy: document 1 is 4194304 bytes; at most 1048576" {
+		t.Errorf("lint of 4 files of 4 MiB: %v", err)
+	}
+	help, err := run("policy", "lint", "--help")
+	if err != nil || !strings.Contains(help, "A policy file may hold at most 4 MiB, and the files of one run 16 MiB together.") {
+		t.Errorf("lint --help does not say the limits: %v\n%s", err, help)
 	}
 }
