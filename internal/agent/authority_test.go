@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -110,6 +111,24 @@ func TestAgainstTheAuthoritysAgentAPI(t *testing.T) {
 	if _, err := client.SignJWTSVID(t.Context(), webID, []string{"api"}); err != nil {
 		t.Errorf("SignJWTSVID: %v", err)
 	}
+	// An audience over the limits (which the Workload API enforces first):
+	// refused with them, and audited without the audience.
+	for _, tc := range []struct {
+		audience []string
+		msg      string
+	}{
+		{strings.Split("a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", ","), "17 audiences asked for; a JWT-SVID has at most 16, each of at most 2048 bytes: ask for fewer"},
+		{[]string{strings.Repeat("a", 60_000)}, "audience[0] is 60000 bytes long; a JWT-SVID has at most 16 audiences, each of at most 2048 bytes: name the audience with a shorter string, such as its URL or SPIFFE ID"},
+	} {
+		_, err := client.SignJWTSVID(t.Context(), webID, tc.audience)
+		if ae, ok := errors.AsType[*agent.AuthorityError](err); !ok || ae.Status != 400 || ae.Message != tc.msg {
+			t.Errorf("a JWT-SVID for %d audiences of up to %d bytes: %v, want an *AuthorityError 400 %q", len(tc.audience), len(tc.audience[0]), err, tc.msg)
+		}
+		last := events.last()
+		if last.Outcome != audit.OutcomeFailure || last.Issuance == nil || last.Issuance.Audience != nil || !strings.HasSuffix(last.Reason, tc.msg) {
+			t.Errorf("the refusal was audited as %+v, want a failure without the audience", last)
+		}
+	}
 	// A pod of another node: refused, with the authority's message.
 	_, err = client.SignX509SVID(t.Context(), spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/db"), csr)
 	ae, ok := errors.AsType[*agent.AuthorityError](err)
@@ -173,6 +192,16 @@ func (m *memAudit) Record(e audit.Event) error {
 	defer m.mu.Unlock()
 	m.events = append(m.events, e)
 	return nil
+}
+
+// last is the last event.
+func (m *memAudit) last() audit.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.events) == 0 {
+		return audit.Event{}
+	}
+	return m.events[len(m.events)-1]
 }
 
 // requesters are those of the successful issuances.

@@ -5,11 +5,14 @@
 // account token); every other call needs the agent's X.509-SVID, and the
 // authority answers only for what runs on that agent's node.
 //
-// The package holds types and names only, so that both sides share them
-// and neither imports the other.
+// The package holds types, names and limits only, so that both sides
+// share them and neither imports the other.
 package agentapi
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Paths of the calls, all POST with a JSON body except BundlePath (GET).
 const (
@@ -66,7 +69,39 @@ type X509SVIDResponse struct {
 	Chain [][]byte `json:"chain"`
 }
 
+// Limits of a JWT-SVID's audience. The agent's Workload API refuses a
+// request over them before it asks the authority, the authority's agent
+// API before it checks anything else, and the CA (ca.IssueJWTSVID) before
+// it signs. The JWT-SVID standard recommends one audience; an audience is
+// usually a URL or a SPIFFE ID, which the SPIFFE-ID standard bounds to
+// 2048 bytes.
+const (
+	// MaxAudiences is the most audiences a JWT-SVID may have.
+	MaxAudiences = 16
+	// MaxAudienceBytes is the longest an audience may be, in bytes.
+	MaxAudienceBytes = 2048
+)
+
+// AudienceProblem says what makes audience over the limits (more than
+// MaxAudiences values, or a value longer than MaxAudienceBytes), for the
+// person who asked, or "" when it is within them. The message quotes no
+// audience: it may be as long as the caller liked.
+func AudienceProblem(audience []string) string {
+	if len(audience) > MaxAudiences {
+		return fmt.Sprintf("%d audiences asked for; a JWT-SVID has at most %d, each of at most %d bytes: ask for fewer",
+			len(audience), MaxAudiences, MaxAudienceBytes)
+	}
+	for i, a := range audience {
+		if len(a) > MaxAudienceBytes {
+			return fmt.Sprintf("audience[%d] is %d bytes long; a JWT-SVID has at most %d audiences, each of at most %d bytes: name the audience with a shorter string, such as its URL or SPIFFE ID",
+				i, len(a), MaxAudiences, MaxAudienceBytes)
+		}
+	}
+	return ""
+}
+
 // JWTSVIDRequest asks for a JWT-SVID of a workload of the agent's node.
+// Audience is within MaxAudiences and MaxAudienceBytes.
 type JWTSVIDRequest struct {
 	ID       string   `json:"id"`
 	Audience []string `json:"audience"`

@@ -409,6 +409,10 @@ func (a *AgentAPI) jwtSVID(rw http.ResponseWriter, req *http.Request, c AgentCA)
 		a.refuse(rw, cl, r)
 		return
 	}
+	if msg := agentapi.AudienceProblem(in.Audience); msg != "" {
+		a.refuse(rw, cl, refuseWith(http.StatusBadRequest, "%s", msg)) // audited without the audience
+		return
+	}
 	cl.audience = in.Audience
 	pod, ok := a.authorize(rw, req, &cl, node, in.ID)
 	if !ok {

@@ -36,6 +36,9 @@ var (
 	ErrInvalidTTL = errors.New("ca: invalid TTL")
 	// ErrNoAudience: a JWT-SVID request or validation without an audience.
 	ErrNoAudience = errors.New("ca: no audience")
+	// ErrAudienceLimit: a JWT-SVID request with more audiences, or a
+	// longer one, than agentapi.MaxAudiences and agentapi.MaxAudienceBytes.
+	ErrAudienceLimit = errors.New("ca: audience over the limits")
 	// ErrNoAuthority: no CA or JWT key is valid now; Rotate repairs it.
 	ErrNoAuthority = errors.New("ca: no valid signing authority")
 )

@@ -9,13 +9,16 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"kzero.dev/kzero/internal/agentapi"
 )
 
 // JWTRequest asks for a JWT-SVID.
 type JWTRequest struct {
 	// ID is the SPIFFE ID to assert; in the CA's trust domain, with a path.
 	ID spiffeid.ID
-	// Audience lists who may accept the token; at least one.
+	// Audience lists who may accept the token: at least one, at most
+	// agentapi.MaxAudiences, each at most agentapi.MaxAudienceBytes long.
 	Audience []string
 	// TTL is the lifetime asked for; zero means the configured default.
 	TTL time.Duration
@@ -45,13 +48,17 @@ var jwtAlgorithms = []jose.SignatureAlgorithm{
 
 // IssueJWTSVID signs a JWT-SVID per the SPIFFE JWT-SVID standard: header
 // alg (ES256 with the default key algorithm), kid and typ JWT; claims sub,
-// aud, exp and iat. It never outlives the key that signs it.
+// aud, exp and iat. It never outlives the key that signs it. An audience
+// over agentapi's limits is refused with ErrAudienceLimit.
 func (c *CA) IssueJWTSVID(req JWTRequest) (*JWTSVID, error) {
 	if err := c.checkID(req.ID); err != nil {
 		return nil, err
 	}
 	if len(req.Audience) == 0 || slices.Contains(req.Audience, "") {
 		return nil, refuse(ErrNoAudience, "a JWT-SVID needs at least one non-empty audience: name the service that will accept it")
+	}
+	if msg := agentapi.AudienceProblem(req.Audience); msg != "" {
+		return nil, refuse(ErrAudienceLimit, "%s", msg)
 	}
 	ttl, err := checkTTL(req.TTL, c.cfg.JWTSVIDTTL, c.cfg.JWTSVIDMaxTTL)
 	if err != nil {

@@ -94,6 +94,10 @@ func TestIssueJWTSVIDRefusals(t *testing.T) {
 	}{
 		{"no audience", ca.JWTRequest{ID: id}, "ca: a JWT-SVID needs at least one non-empty audience: name the service that will accept it", ca.ErrNoAudience},
 		{"empty audience", ca.JWTRequest{ID: id, Audience: []string{""}}, "ca: a JWT-SVID needs at least one non-empty audience: name the service that will accept it", ca.ErrNoAudience},
+		{"17 audiences", ca.JWTRequest{ID: id, Audience: strings.Split("a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", ",")},
+			"ca: 17 audiences asked for; a JWT-SVID has at most 16, each of at most 2048 bytes: ask for fewer", ca.ErrAudienceLimit},
+		{"a 100 KB audience", ca.JWTRequest{ID: id, Audience: []string{"x", strings.Repeat("a", 100_000)}},
+			"ca: audience[1] is 100000 bytes long; a JWT-SVID has at most 16 audiences, each of at most 2048 bytes: name the audience with a shorter string, such as its URL or SPIFFE ID", ca.ErrAudienceLimit},
 		{"TTL over the maximum", ca.JWTRequest{ID: id, Audience: []string{"x"}, TTL: 2 * time.Hour}, "ca: TTL 2h0m0s is over the maximum 1h0m0s: ask for 1h0m0s or less", ca.ErrTTLTooLong},
 		{"foreign ID", ca.JWTRequest{ID: mustID(t, "spiffe://other.org/x"), Audience: []string{"x"}},
 			`ca: spiffe://other.org/x is outside trust domain "cluster.local": this CA certifies only spiffe://cluster.local/... IDs`, ca.ErrForeignTrustDomain},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
@@ -166,6 +167,14 @@ func TestRefusalsOfOneRPC(t *testing.T) {
 			code: codes.InvalidArgument, msg: "audience must be specified",
 		},
 		{
+			name: "FetchJWTSVID for 17 audiences", call: fetchJWTSVID(&workload.JWTSVIDRequest{Audience: strings.Split("a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", ",")}),
+			code: codes.InvalidArgument, msg: "17 audiences asked for; a JWT-SVID has at most 16, each of at most 2048 bytes: ask for fewer",
+		},
+		{
+			name: "FetchJWTSVID for an audience of 2049 bytes", call: fetchJWTSVID(&workload.JWTSVIDRequest{Audience: []string{audience, strings.Repeat("a", 2049)}}),
+			code: codes.InvalidArgument, msg: "audience[1] is 2049 bytes long; a JWT-SVID has at most 16 audiences, each of at most 2048 bytes: name the audience with a shorter string, such as its URL or SPIFFE ID",
+		},
+		{
 			name: "FetchJWTSVID of a malformed ID", call: fetchJWTSVID(&workload.JWTSVIDRequest{Audience: []string{audience}, SpiffeId: "web"}),
 			code: codes.InvalidArgument, msg: `spiffe_id "web" is not a SPIFFE ID: scheme is missing or invalid`,
 		},
@@ -199,6 +208,10 @@ func TestRefusalsOfOneRPC(t *testing.T) {
 		{
 			name: "ValidateJWTSVID without audience", call: validate(&workload.ValidateJWTSVIDRequest{Svid: "x.y.z"}),
 			code: codes.InvalidArgument, msg: "audience must be specified",
+		},
+		{
+			name: "ValidateJWTSVID for an audience of 2049 bytes", call: validate(&workload.ValidateJWTSVIDRequest{Svid: "x.y.z", Audience: strings.Repeat("a", 2049)}),
+			code: codes.InvalidArgument, msg: "audience is 2049 bytes long; an audience is at most 2048 bytes",
 		},
 		{
 			name: "ValidateJWTSVID without svid", call: validate(&workload.ValidateJWTSVIDRequest{Audience: audience}),

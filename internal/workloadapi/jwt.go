@@ -3,7 +3,10 @@ package workloadapi
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -12,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"kzero.dev/kzero/internal/agentapi"
 )
 
 // Statuses of the JWT-SVID profile.
@@ -22,11 +27,15 @@ var (
 	errNoJWTSVID   = status.Error(codes.Unavailable, "the agent cannot get a JWT-SVID from the authority now: retry with backoff")
 )
 
-// FetchJWTSVID returns a JWT-SVID of the caller's ID for the audience. A
-// spiffe_id in the request must be the caller's own.
+// FetchJWTSVID returns a JWT-SVID of the caller's ID for the audience,
+// within agentapi's limits. A spiffe_id in the request must be the
+// caller's own.
 func (a *api) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
 	if len(req.GetAudience()) == 0 || slices.Contains(req.GetAudience(), "") {
 		return nil, errNoAudience
+	}
+	if msg := agentapi.AudienceProblem(req.GetAudience()); msg != "" {
+		return nil, status.Error(codes.InvalidArgument, msg)
 	}
 	var want spiffeid.ID
 	if req.GetSpiffeId() != "" {
@@ -49,7 +58,7 @@ func (a *api) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		a.cfg.Log.Warn("getting a JWT-SVID signed failed", "id", id.String(), "audience", req.GetAudience(), "error", err)
+		a.cfg.Log.Warn("getting a JWT-SVID signed failed", "id", id.String(), "audience", logAudience(req.GetAudience()), "error", err)
 		return nil, errNoJWTSVID
 	}
 	return &workload.JWTSVIDResponse{Svids: []*workload.JWTSVID{{SpiffeId: id.String(), Svid: token}}}, nil
@@ -85,6 +94,9 @@ func (a *api) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTSVID
 	if req.GetAudience() == "" {
 		return nil, errNoAudience
 	}
+	if n := len(req.GetAudience()); n > agentapi.MaxAudienceBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "audience is %d bytes long; an audience is at most %d bytes", n, agentapi.MaxAudienceBytes)
+	}
 	if req.GetSvid() == "" {
 		return nil, errNoSVID
 	}
@@ -101,4 +113,35 @@ func (a *api) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTSVID
 		return nil, status.Error(codes.Internal, fmt.Sprintf("the token's claims do not convert to a protobuf Struct: %v", err))
 	}
 	return &workload.ValidateJWTSVIDResponse{SpiffeId: svid.ID.String(), Claims: claims}, nil
+}
+
+// Bounds of an audience in the logs.
+const (
+	logAudienceValues = 4  // values shown
+	logAudienceBytes  = 64 // bytes shown of each
+)
+
+// logAudience is an audience as the logs show it: the first
+// logAudienceValues values, each cut to logAudienceBytes. A caller chooses
+// its audience, and the log line must not grow with it.
+type logAudience []string
+
+// LogValue implements slog.LogValuer.
+func (a logAudience) LogValue() slog.Value {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, v := range a[:min(len(a), logAudienceValues)] {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if len(v) > logAudienceBytes {
+			v = strings.ToValidUTF8(v[:logAudienceBytes], "") + "…(" + strconv.Itoa(len(v)) + " bytes)"
+		}
+		b.WriteString(strconv.Quote(v))
+	}
+	if len(a) > logAudienceValues {
+		fmt.Fprintf(&b, " …(%d values)", len(a))
+	}
+	b.WriteByte(']')
+	return slog.StringValue(b.String())
 }

@@ -1,13 +1,20 @@
 package workloadapi
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"google.golang.org/grpc/codes"
+
+	"kzero.dev/kzero/internal/agentapi"
 )
 
 const audience = "spiffe://cluster.local/ns/app/sa/db"
@@ -92,5 +99,42 @@ func TestFetchJWTBundlesStreamsEveryChange(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// A 100 KB audience is the client's mistake, said as such: InvalidArgument
+// with the limits, from go-spiffe's client (which does not retry it), and
+// the authority is never asked. (It was Unavailable, "retry", when the
+// authority's 413 came back.)
+func TestAnAudienceOverTheLimitsIsInvalid(t *testing.T) {
+	e := start(t, nil)
+	c := e.client(t)
+	_, err := c.FetchJWTSVID(t.Context(), jwtsvid.Params{Audience: strings.Repeat("a", 100_000)})
+	wantStatus(t, err, codes.InvalidArgument, "audience[0] is 100000 bytes long; a JWT-SVID has at most 16 audiences, each of at most 2048 bytes: name the audience with a shorter string, such as its URL or SPIFFE ID")
+	_, err = c.ValidateJWTSVID(t.Context(), "x.y.z", strings.Repeat("a", 100_000))
+	wantStatus(t, err, codes.InvalidArgument, "audience is 100000 bytes long; an audience is at most 2048 bytes")
+	if n := e.signer.jwt.Load(); n != 0 {
+		t.Errorf("%d JWT signatures asked of the authority, want none", n)
+	}
+}
+
+// A caller chooses its audience: the log shows a bounded part of it.
+func TestAudienceIsCutInTheLog(t *testing.T) {
+	logs := &lockedBuffer{}
+	e := start(t, func(c *Config) { c.Log = slog.New(slog.NewJSONHandler(logs, nil)) })
+	e.signer.failWith(errors.New("authority unreachable"))
+	aud := make([]string, agentapi.MaxAudiences)
+	for i := range aud {
+		aud[i] = fmt.Sprintf("%02d", i) + strings.Repeat("a", agentapi.MaxAudienceBytes-2)
+	}
+	_, err := e.raw(t).FetchJWTSVID(withHeader(t.Context()), &workload.JWTSVIDRequest{Audience: aud})
+	wantStatus(t, err, codes.Unavailable, "the agent cannot get a JWT-SVID from the authority now: retry with backoff")
+	out := logs.String()
+	want := `"audience":"[\"00` + strings.Repeat("a", 62) + `…(2048 bytes)\" \"01`
+	if !strings.Contains(out, want) || !strings.Contains(out, `…(16 values)]"`) || strings.Contains(out, `\"04`) {
+		t.Errorf("the log does not show the audience cut to 4 values of 64 bytes:\n%s", out)
+	}
+	if len(out) > 1024 {
+		t.Errorf("the log of a refused JWT-SVID is %d bytes, for %d bytes of audience", len(out), agentapi.MaxAudiences*agentapi.MaxAudienceBytes)
 	}
 }
