@@ -3,13 +3,18 @@ package ca
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 
 	"kzero.dev/kzero/internal/ca/catest"
 )
@@ -136,4 +141,34 @@ func describe(st step) string {
 		return "new-jwt-key active " + at + ": " + st.reason
 	}
 	return "?"
+}
+
+// A JWT-SVID whose aud is a string, as RFC 7519 allows for one audience
+// (go-jose writes it so, and other issuers do), still validates.
+func TestValidateJWTSVIDReadsAudAsAString(t *testing.T) {
+	c := testCA(t, nil)
+	now := time.Now()
+	key := c.snap.Load().activeJWTKey(now)
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key.signer, KeyID: key.ID}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.Signed(sig).Claims(jwt.Claims{
+		Subject: "spiffe://cluster.local/ns/shop/sa/cart", Audience: jwt.Audience{"payments"},
+		Expiry: jwt.NewNumericDate(now.Add(time.Minute)), IssuedAt: jwt.NewNumericDate(now),
+	}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1]); !strings.Contains(string(payload), `"aud":"payments"`) {
+		t.Fatalf("the test token's aud is not a string: %s", payload)
+	}
+	got, err := c.ValidateJWTSVID(token, "payments")
+	if err != nil || !slices.Equal(got.Audience, []string{"payments"}) {
+		t.Errorf("ValidateJWTSVID: %v, %v; want audience [payments]", got, err)
+	}
+	if _, err := jwtsvid.ParseAndValidate(token, c.Bundle(), []string{"payments"}); err != nil {
+		t.Errorf("go-spiffe: %v", err)
+	}
 }

@@ -87,9 +87,9 @@ func (c *CA) IssueJWTSVID(req JWTRequest) (*JWTSVID, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca: JWT signer: %w", err)
 	}
-	claims := jwt.Claims{
+	claims := jwtSVIDClaims{
 		Subject:  req.ID.String(),
-		Audience: jwt.Audience(req.Audience),
+		Audience: req.Audience,
 		Expiry:   jwt.NewNumericDate(exp),
 		IssuedAt: jwt.NewNumericDate(now),
 	}
@@ -101,6 +101,17 @@ func (c *CA) IssueJWTSVID(req JWTRequest) (*JWTSVID, error) {
 		Token: token, ID: req.ID, Audience: slices.Clone(req.Audience), KeyID: key.ID,
 		IssuedAt: claims.IssuedAt.Time(), Expiry: claims.Expiry.Time(),
 	}, nil
+}
+
+// jwtSVIDClaims are the claims IssueJWTSVID signs. aud is always a JSON
+// array, as SPIRE sends it: go-jose's jwt.Audience writes a single
+// audience as a string, which RFC 7519 allows but clients that expect an
+// array fail on.
+type jwtSVIDClaims struct {
+	Subject  string           `json:"sub"`
+	Audience []string         `json:"aud"`
+	Expiry   *jwt.NumericDate `json:"exp"`
+	IssuedAt *jwt.NumericDate `json:"iat"`
 }
 
 // Validation errors of ValidateJWTSVID.
@@ -116,7 +127,8 @@ var (
 
 // ValidateJWTSVID checks a JWT-SVID of this trust domain against the
 // current bundle and the CA's clock: the signature with the key its kid
-// names, the SPIFFE ID in sub, exp, and that aud contains audience.
+// names, the SPIFFE ID in sub, exp, and that aud contains audience. aud
+// may be an array or, for a single audience, a string (RFC 7519).
 func (c *CA) ValidateJWTSVID(token, audience string) (*JWTSVID, error) {
 	if audience == "" {
 		return nil, refuse(ErrNoAudience, "validation needs the audience to expect")

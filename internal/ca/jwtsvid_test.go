@@ -1,6 +1,8 @@
 package ca_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +113,38 @@ func TestIssueJWTSVIDRefusals(t *testing.T) {
 				t.Errorf("errors.Is(err, %v) = false", tc.kind)
 			}
 		})
+	}
+}
+
+// aud is a JSON array even for one audience, as SPIRE sends it: go-jose's
+// jwt.Audience would write a string, which clients that expect an array
+// fail on. go-spiffe and the CA's own validation read both forms (the
+// string form: TestValidateJWTSVIDReadsAudAsAString).
+func TestJWTSVIDAudIsAlwaysAnArray(t *testing.T) {
+	c := newCA(t, ca.Config{})
+	id := mustID(t, "spiffe://cluster.local/ns/shop/sa/cart")
+	for _, aud := range [][]string{{"payments"}, {"payments", "audit"}} {
+		svid, err := c.IssueJWTSVID(ca.JWTRequest{ID: id, Audience: aud})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(strings.Split(svid.Token, ".")[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims map[string]json.RawMessage
+		if err := json.Unmarshal(payload, &claims); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(aud)
+		if string(claims["aud"]) != string(want) {
+			t.Errorf("aud = %s, want %s (payload %s)", claims["aud"], want, payload)
+		}
+		if _, err := jwtsvid.ParseAndValidate(svid.Token, publishedBundle(t, c), aud[:1]); err != nil {
+			t.Errorf("go-spiffe: %v", err)
+		}
+		if _, err := c.ValidateJWTSVID(svid.Token, aud[0]); err != nil {
+			t.Errorf("ValidateJWTSVID: %v", err)
+		}
 	}
 }
