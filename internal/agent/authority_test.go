@@ -24,11 +24,18 @@ import (
 	"kzero.dev/kzero/internal/workloadapi"
 )
 
-// The client against the authority's own agent API (internal/authority),
-// on the system clock: the two sides agree on the wire. The TokenReview
-// and the cluster's pods are in memory here; the end-to-end test runs both
-// against a real cluster.
-func TestAgainstTheAuthoritysAgentAPI(t *testing.T) {
+// realAuthority is the authority's own agent API (internal/authority) on
+// a real CA, on the system clock, with the TokenReview and the cluster's
+// pods in memory: the agent of node-a, and the pods web-0 (shop/web) on
+// node-a and db-0 (shop/db) on node-b.
+type realAuthority struct {
+	ca     *ca.CA
+	url    string
+	events *memAudit
+}
+
+func startAuthority(t testing.TB) *realAuthority {
+	t.Helper()
 	c, err := ca.New(t.Context(), ca.Config{TrustDomain: td, Store: catest.NewMemStore(nil)})
 	if err != nil {
 		t.Fatal(err)
@@ -80,12 +87,16 @@ func TestAgainstTheAuthoritysAgentAPI(t *testing.T) {
 		t.Fatalf("the authority presents %s; the agent expects %s by default", api.ID(), authorityID)
 	}
 	run(t, api.Run)
+	return &realAuthority{ca: c, url: "https://" + ln.Addr().String(), events: events}
+}
 
-	s := &standin{ca: c} // for the bundle file only
+// attestedClient is an agent's client of a, attested and running.
+func (a *realAuthority) attestedClient(t testing.TB, bundles *workloadapi.Bundles) *agent.Client {
+	t.Helper()
+	s := &standin{ca: a.ca} // for the bundle file only
 	files := newAgentFiles(t, s)
-	bundles := &workloadapi.Bundles{}
 	client, err := agent.NewClient(agent.ClientConfig{
-		URL: "https://" + ln.Addr().String(), TrustDomain: td, NodeName: node, AuthorityID: authorityID,
+		URL: a.url, TrustDomain: td, NodeName: node, AuthorityID: authorityID,
 		BundleFile: files.bundle, TokenFile: files.token, Bundles: bundles, Log: testLog(t),
 	})
 	if err != nil {
@@ -94,6 +105,18 @@ func TestAgainstTheAuthoritysAgentAPI(t *testing.T) {
 	if err := client.Attest(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	return client
+}
+
+// The client against the authority's own agent API (internal/authority),
+// on the system clock: the two sides agree on the wire. The TokenReview
+// and the cluster's pods are in memory here; the end-to-end test runs both
+// against a real cluster.
+func TestAgainstTheAuthoritysAgentAPI(t *testing.T) {
+	a := startAuthority(t)
+	c, events := a.ca, a.events
+	bundles := &workloadapi.Bundles{}
+	client := a.attestedClient(t, bundles)
 	if got := events.requesters(); !slices.Equal(got, []string{"node/" + node}) {
 		t.Errorf("the authority audited issuances to %q, want the agent of %s", got, node)
 	}
@@ -130,7 +153,7 @@ func TestAgainstTheAuthoritysAgentAPI(t *testing.T) {
 		}
 	}
 	// A pod of another node: refused, with the authority's message.
-	_, err = client.SignX509SVID(t.Context(), spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/db"), csr)
+	_, err := client.SignX509SVID(t.Context(), spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/db"), csr)
 	ae, ok := errors.AsType[*agent.AuthorityError](err)
 	if !ok || ae.Status != 403 || ae.Path != agentapi.X509SVIDPath || ae.Message == "" {
 		t.Errorf("the SVID of a pod of another node: %v, want an *AuthorityError 403 with a message", err)
@@ -192,6 +215,19 @@ func (m *memAudit) Record(e audit.Event) error {
 	defer m.mu.Unlock()
 	m.events = append(m.events, e)
 	return nil
+}
+
+// issued is the number of successful issuances of type typ.
+func (m *memAudit) issued(typ string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range m.events {
+		if e.Outcome == audit.OutcomeSuccess && e.Issuance != nil && e.Issuance.Type == typ {
+			n++
+		}
+	}
+	return n
 }
 
 // last is the last event.
