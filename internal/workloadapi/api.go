@@ -15,6 +15,7 @@ type api struct {
 	workload.UnimplementedSpiffeWorkloadAPIServer
 	cfg   *Config
 	cache *cache
+	jwt   *jwtCache
 	// stop is closed when the server stops: streams end.
 	stop <-chan struct{}
 }

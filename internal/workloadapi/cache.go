@@ -163,8 +163,8 @@ func (c *cache) sweep(ctx context.Context) {
 	}
 }
 
-// run sweeps every interval until ctx ends.
-func (c *cache) run(ctx context.Context, interval time.Duration) {
+// run sweeps every interval, and calls also, until ctx ends.
+func (c *cache) run(ctx context.Context, interval time.Duration, also func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -173,6 +173,7 @@ func (c *cache) run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			c.sweep(ctx)
+			also()
 		}
 	}
 }
@@ -259,9 +260,13 @@ func (c *cache) issue(ctx context.Context, id spiffeid.ID) (*issued, error) {
 // counted from NotBefore would be too early, or already past, for a
 // certificate whose NotBefore is backdated for clock skew.
 func RenewAt(leaf *x509.Certificate, now time.Time) time.Time {
-	from := leaf.NotBefore
+	return halfway(leaf.NotBefore, leaf.NotAfter, now)
+}
+
+// halfway is half way from now, or from if later, to to.
+func halfway(from, to, now time.Time) time.Time {
 	if now.After(from) {
 		from = now
 	}
-	return from.Add(leaf.NotAfter.Sub(from) / 2)
+	return from.Add(to.Sub(from) / 2)
 }

@@ -15,7 +15,9 @@
 // after it, or at the same time, gets the same SVID: a burst of callers
 // costs one signature. The cache renews each SVID from half its life on
 // and pushes it, with the bundles, to every FetchX509SVID stream of its ID;
-// entries nobody has used for Config.Idle are dropped. Trust bundles come
+// entries nobody has used for Config.Idle are dropped. JWT-SVIDs are
+// cached too, per SPIFFE ID and audience set, until half their life, in a
+// bounded cache. Trust bundles come
 // from Bundles, which the agent keeps up to date; every change is pushed
 // to the streams that carry bundles.
 //

@@ -30,14 +30,15 @@ var (
 )
 
 // caSigner is the Signer of the tests: the real CA, in process, with a
-// count of signatures, an optional gate every X.509 signature waits for,
-// and an optional failure.
+// count of signatures, optional gates every X.509 (JWT) signature waits
+// for, and an optional failure.
 type caSigner struct {
-	ca   *ca.CA
-	x509 atomic.Int64
-	jwt  atomic.Int64
-	gate chan struct{}
-	fail atomic.Pointer[error]
+	ca      *ca.CA
+	x509    atomic.Int64
+	jwt     atomic.Int64
+	gate    chan struct{}
+	jwtGate chan struct{}
+	fail    atomic.Pointer[error]
 }
 
 func (s *caSigner) SignX509SVID(ctx context.Context, id spiffeid.ID, csr []byte) ([][]byte, error) {
@@ -59,7 +60,14 @@ func (s *caSigner) SignX509SVID(ctx context.Context, id spiffeid.ID, csr []byte)
 	return svid.Chain, nil
 }
 
-func (s *caSigner) SignJWTSVID(_ context.Context, id spiffeid.ID, audience []string) (string, error) {
+func (s *caSigner) SignJWTSVID(ctx context.Context, id spiffeid.ID, audience []string) (string, error) {
+	if s.jwtGate != nil {
+		select {
+		case <-s.jwtGate:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	if err := s.fail.Load(); err != nil {
 		return "", *err
 	}

@@ -2,6 +2,7 @@ package workloadapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -28,8 +29,8 @@ var (
 )
 
 // FetchJWTSVID returns a JWT-SVID of the caller's ID for the audience,
-// within agentapi's limits. A spiffe_id in the request must be the
-// caller's own.
+// within agentapi's limits, from the cache until half its life. A
+// spiffe_id in the request must be the caller's own.
 func (a *api) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*workload.JWTSVIDResponse, error) {
 	if len(req.GetAudience()) == 0 || slices.Contains(req.GetAudience(), "") {
 		return nil, errNoAudience
@@ -51,13 +52,13 @@ func (a *api) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*
 	if !want.IsZero() && want != id {
 		return nil, status.Errorf(codes.PermissionDenied, "the calling process may not have %s: it is %s; leave spiffe_id empty to get its own", want, id)
 	}
-	sctx, cancel := context.WithTimeout(ctx, a.cfg.SignTimeout)
-	defer cancel()
-	token, err := a.cfg.Signer.SignJWTSVID(sctx, id, req.GetAudience())
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
+	token, err := a.jwt.get(ctx, id, req.GetAudience())
+	switch {
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, context.Canceled):
+		return nil, errStopping
+	case err != nil:
 		a.cfg.Log.Warn("getting a JWT-SVID signed failed", "id", id.String(), "audience", logAudience(req.GetAudience()), "error", err)
 		return nil, errNoJWTSVID
 	}

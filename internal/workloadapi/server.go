@@ -147,11 +147,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := newCache(runCtx, &s.cfg)
+	c, jc := newCache(runCtx, &s.cfg), newJWTCache(runCtx, &s.cfg)
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
-		c.run(runCtx, s.cfg.CheckInterval)
+		c.run(runCtx, s.cfg.CheckInterval, jc.sweep)
 	}()
 	defer func() { <-swept }()
 
@@ -167,7 +167,7 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.ChainUnaryInterceptor(requireHeaderUnary),
 		grpc.ChainStreamInterceptor(requireHeaderStream),
 	)
-	workload.RegisterSpiffeWorkloadAPIServer(gs, &api{cfg: &s.cfg, cache: c, stop: runCtx.Done()})
+	workload.RegisterSpiffeWorkloadAPIServer(gs, &api{cfg: &s.cfg, cache: c, jwt: jc, stop: runCtx.Done()})
 	s.cfg.Log.Info("serving the SPIFFE Workload API", "socket", lis.Addr().String(), "trustDomain", s.cfg.TrustDomain.Name())
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
