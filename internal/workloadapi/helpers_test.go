@@ -204,12 +204,20 @@ func (e *env) client(t testing.TB) *spiffewl.Client {
 // a test gives it.
 func (e *env) raw(t testing.TB) workload.SpiffeWorkloadAPIClient {
 	t.Helper()
+	_, c := e.rawConn(t)
+	return c
+}
+
+// rawConn is raw with its connection, closed when the test ends if not
+// before.
+func (e *env) rawConn(t testing.TB) (*grpc.ClientConn, workload.SpiffeWorkloadAPIClient) {
+	t.Helper()
 	conn, err := grpc.NewClient(e.addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return workload.NewSpiffeWorkloadAPIClient(conn)
+	return conn, workload.NewSpiffeWorkloadAPIClient(conn)
 }
 
 // withHeader adds the security header, as every client must.

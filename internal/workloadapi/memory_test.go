@@ -82,6 +82,8 @@ func BenchmarkServerMemory(b *testing.B) {
 	const callers = 100
 	var calls atomic.Int64
 	e := start(b, func(c *Config) {
+		// One process stands for the 100 pods.
+		c.MaxConnsPerProcess, c.MaxStreamsPerProcess = callers, callers
 		c.Attestor = AttestorFunc(func(context.Context, Caller) (spiffeid.ID, error) {
 			return spiffeid.RequireFromPath(td, fmt.Sprintf("/ns/app/sa/sa-%03d", calls.Add(1)%callers)), nil
 		})

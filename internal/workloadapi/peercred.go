@@ -50,6 +50,9 @@ var _ credentials.TransportCredentials = peerCredentials{}
 // ServerHandshake reads SO_PEERCRED; a connection whose peer cannot be read
 // (not a unix socket) is refused.
 func (peerCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if cc, ok := conn.(*callerConn); ok { // read when accepted
+		return conn, callerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Caller: cc.caller}, nil
+	}
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil, nil, fmt.Errorf("workloadapi: a %T is not a unix socket connection: the Workload API identifies callers by their socket's credentials", conn)

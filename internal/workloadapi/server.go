@@ -67,6 +67,14 @@ type Config struct {
 	// Now returns the current time, for renewal and expiry; nil means
 	// time.Now.
 	Now func() time.Time
+	// MaxConnsPerProcess bounds the connections one process (by PID)
+	// holds open to the server; a connection over it is closed at once.
+	// Zero means DefaultMaxConnsPerProcess.
+	MaxConnsPerProcess int
+	// MaxStreamsPerProcess bounds the streams one process holds open over
+	// all its connections; a stream over it ends with ResourceExhausted.
+	// Zero means DefaultMaxStreamsPerProcess.
+	MaxStreamsPerProcess int
 }
 
 // Server is the SPIFFE Workload API of one agent. Create it with New and
@@ -113,6 +121,7 @@ func New(cfg Config) (*Server, error) {
 			bad(d.field, "must not be negative, got %s", d.v)
 		}
 	}
+	checkLimits(&cfg, bad)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("workloadapi: invalid config: %w", errors.Join(errs...))
 	}
@@ -124,6 +133,12 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.Idle, DefaultIdle)
 	def(&cfg.CheckInterval, DefaultCheckInterval)
 	def(&cfg.SignTimeout, DefaultSignTimeout)
+	if cfg.MaxConnsPerProcess == 0 {
+		cfg.MaxConnsPerProcess = DefaultMaxConnsPerProcess
+	}
+	if cfg.MaxStreamsPerProcess == 0 {
+		cfg.MaxStreamsPerProcess = DefaultMaxStreamsPerProcess
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -145,6 +160,8 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	limits := newProcessLimits(&s.cfg)
+	lis = &limitedListener{Listener: lis, limits: limits}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c, jc := newCache(runCtx, &s.cfg), newJWTCache(runCtx, &s.cfg)
@@ -164,8 +181,11 @@ func (s *Server) Run(ctx context.Context) error {
 		// bytes; a write borrows a buffer from a pool while it lasts.
 		grpc.SharedWriteBuffer(true),
 		grpc.ReadBufferSize(1024),
+		// Bounds of what one caller may ask (limits.go).
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.ChainUnaryInterceptor(requireHeaderUnary),
-		grpc.ChainStreamInterceptor(requireHeaderStream),
+		grpc.ChainStreamInterceptor(requireHeaderStream, limits.stream),
 	)
 	workload.RegisterSpiffeWorkloadAPIServer(gs, &api{cfg: &s.cfg, cache: c, jwt: jc, stop: runCtx.Done()})
 	s.cfg.Log.Info("serving the SPIFFE Workload API", "socket", lis.Addr().String(), "trustDomain", s.cfg.TrustDomain.Name())

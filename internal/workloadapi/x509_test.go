@@ -179,6 +179,7 @@ func TestBurstOfCallersCostsOneSignature(t *testing.T) {
 	gate := make(chan struct{})
 	var attested atomic.Int64
 	e := start(t, func(c *Config) {
+		c.MaxConnsPerProcess = callers // this test's process is them all
 		// The signature waits until every caller has been attested, so
 		// that all of them ask while it is under way.
 		c.Attestor = AttestorFunc(func(ctx context.Context, cl Caller) (spiffeid.ID, error) {

@@ -1,0 +1,175 @@
+package workloadapi
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Bounds of what callers may ask of the server. Every pod of the node can
+// reach the socket, enrolled or not, so that no process can take the
+// agent's memory for the others'.
+const (
+	// DefaultMaxConnsPerProcess bounds the connections one process holds
+	// open. go-spiffe's client uses one; Envoy, Java and the others a few.
+	DefaultMaxConnsPerProcess = 16
+	// DefaultMaxStreamsPerProcess bounds the streams (FetchX509SVID,
+	// FetchX509Bundles, FetchJWTBundles) one process holds open over all
+	// its connections; go-spiffe's X509Source, JWTSource and BundleSource
+	// hold one or two each.
+	DefaultMaxStreamsPerProcess = 64
+	// maxStreamsPerConn is the HTTP/2 limit of concurrent streams (and
+	// unary calls) on one connection, RFC 9113's advised minimum: a
+	// client's calls over it wait their turn.
+	maxStreamsPerConn = 100
+	// maxRequestBytes bounds a request message. The largest a client
+	// needs is ValidateJWTSVID of a token of another trust domain, a few
+	// KB; FetchJWTSVID's audience is at most 16 × 2048 bytes. gRPC's
+	// default is 4 MiB.
+	maxRequestBytes = 256 << 10
+)
+
+// processLimits counts the connections and streams of every process (by
+// PID) connected to the server, and refuses those over the limits. It is
+// safe for concurrent use.
+type processLimits struct {
+	maxConns, maxStreams int
+	log                  *slog.Logger
+
+	mu    sync.Mutex
+	procs map[int32]*processUse // guarded by mu; no entry with nothing open
+}
+
+// processUse is what one process holds open. Guarded by processLimits.mu.
+type processUse struct {
+	conns, streams int
+	// warned: the process was refused and it was logged; it is logged
+	// again only after its use went under the limits.
+	warned bool
+}
+
+func newProcessLimits(cfg *Config) *processLimits {
+	return &processLimits{maxConns: cfg.MaxConnsPerProcess, maxStreams: cfg.MaxStreamsPerProcess, log: cfg.Log, procs: map[int32]*processUse{}}
+}
+
+// open counts one more connection (or stream) of pid, and returns the
+// function that counts it closed, or false if pid has the most it may.
+// A refusal is logged once until the process is under the limit again.
+func (l *processLimits) open(pid int32, stream bool) (release func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := l.procs[pid]
+	if u == nil {
+		u = &processUse{}
+		l.procs[pid] = u
+	}
+	n, limit, what := &u.conns, l.maxConns, "connections"
+	if stream {
+		n, limit, what = &u.streams, l.maxStreams, "streams"
+	}
+	if *n >= limit {
+		if !u.warned {
+			u.warned = true
+			l.log.Warn("a process has the most "+what+" open to the Workload API it may: refusing more until it closes some",
+				"pid", pid, "limit", limit)
+		}
+		return nil, false
+	}
+	*n++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			*n--
+			u.warned = false
+			if u.conns == 0 && u.streams == 0 {
+				delete(l.procs, pid)
+			}
+		})
+	}, true
+}
+
+// stream is the stream interceptor that counts the streams of each
+// process.
+func (l *processLimits) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	c, ok := callerFrom(ss.Context())
+	if !ok {
+		return status.Error(codes.PermissionDenied, msgNoPeer)
+	}
+	release, ok := l.open(c.PID, true)
+	if !ok {
+		return status.Errorf(codes.ResourceExhausted,
+			"the calling process has %d streams open to the agent, the most one process may: close those it does not use (one go-spiffe X509Source or JWTSource per process is enough)",
+			l.maxStreams)
+	}
+	defer release()
+	return handler(srv, ss)
+}
+
+// limitedListener accepts unix socket connections, reads the peer's
+// credentials, and closes at once those of a process that has the most
+// connections it may.
+type limitedListener struct {
+	net.Listener
+	limits *processLimits
+}
+
+// Accept returns the next connection within the limits, as a
+// *callerConn.
+func (l *limitedListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uc, ok := conn.(*net.UnixConn)
+		if !ok {
+			// peerCredentials refuses it, saying why.
+			return conn, nil
+		}
+		c, err := peerOf(uc)
+		if err != nil {
+			l.limits.log.Warn("the Workload API could not read a caller's credentials: connection closed", "error", err)
+			_ = conn.Close()
+			continue
+		}
+		release, ok := l.limits.open(c.PID, false)
+		if !ok {
+			_ = conn.Close()
+			continue
+		}
+		return &callerConn{UnixConn: uc, caller: c, release: release}, nil
+	}
+}
+
+// callerConn is a connection of the Workload API's socket, with the
+// credentials of its peer read when it was accepted. Closing it counts it
+// closed.
+type callerConn struct {
+	*net.UnixConn
+	caller  Caller
+	release func()
+}
+
+// Close closes the connection and counts it closed.
+func (c *callerConn) Close() error {
+	defer c.release()
+	return c.UnixConn.Close()
+}
+
+// checkLimits checks the limits of cfg; zero means the defaults.
+func checkLimits(cfg *Config, bad func(field, format string, args ...any)) {
+	for _, f := range []struct {
+		field string
+		v     int
+	}{{"maxConnsPerProcess", cfg.MaxConnsPerProcess}, {"maxStreamsPerProcess", cfg.MaxStreamsPerProcess}} {
+		if f.v < 0 {
+			bad(f.field, "must not be negative, got %d", f.v)
+		}
+	}
+}
