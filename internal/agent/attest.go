@@ -135,9 +135,9 @@ func (c *Client) refused() {
 // X.509 authorities. It then becomes the SVID of every other call. Run
 // calls it; an error leaves the previous SVID in place.
 func (c *Client) Attest(ctx context.Context) error {
-	raw, err := os.ReadFile(c.cfg.TokenFile)
+	raw, err := readFile(c.cfg.TokenFile, maxTokenFile)
 	if err != nil {
-		return fmt.Errorf("agent: read the service account token: %w", err)
+		return fmt.Errorf("agent: read the service account token: %w: it is the projected token of audience %s kubelet writes", err, agentapi.TokenAudience)
 	}
 	token := strings.TrimSpace(string(raw))
 	if token == "" {
@@ -201,9 +201,9 @@ func (c *Client) syncBundle(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	body, err := readAnswer(resp.Body, agentapi.BundlePath)
 	if err != nil {
-		return fmt.Errorf("agent: read the bundle: %w", err)
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return c.answerError(agentapi.BundlePath, resp.StatusCode, body, true)
@@ -222,4 +222,22 @@ func (c *Client) syncBundle(ctx context.Context) error {
 	c.fetched = b.X509Bundle()
 	c.mu.Unlock()
 	return nil
+}
+
+// readFile reads the file at path through a limit: at most max bytes,
+// whatever its size says.
+func readFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path) //nolint:gosec // the agent's own configured file
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is over %d KiB", path, max>>10)
+	}
+	return b, nil
 }

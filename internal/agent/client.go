@@ -34,8 +34,15 @@ const (
 	MaxBackoff = time.Minute
 	// callTimeout bounds one call to the authority.
 	callTimeout = 15 * time.Second
-	// maxAnswer bounds the body of an answer.
+	// maxAnswer bounds the body of an answer: the largest, the bundle, is
+	// a few KB.
 	maxAnswer = 1 << 20
+	// maxTokenFile bounds the token file: a projected service account
+	// token is about 1 KB, and the authority takes requests of 64 KiB.
+	maxTokenFile = 64 << 10
+	// maxBundleFile bounds the bundle file: the ClusterTrustBundle
+	// kubelet projects, which the API server keeps under 1 MiB.
+	maxBundleFile = 2 << 20
 )
 
 // ClientConfig configures a Client. Fields marked required are checked by

@@ -214,7 +214,20 @@ func TestRefusesAServerThatIsNotTheAuthority(t *testing.T) {
 			},
 			want: func(s *standin, f agentFiles) string {
 				return `agent: Post "` + s.url + agentapi.AttestPath + `": x509svid: could not get X509 bundle: agent: no X.509 authority of cluster.local to verify the authority with: ` +
-					`the bundle file does not load (x509bundle: unable to load X.509 bundle file: open ` + f.bundle + `: no such file or directory) and no bundle has been fetched yet`
+					`the bundle file does not load (open ` + f.bundle + `: no such file or directory) and no bundle has been fetched yet`
+			},
+		},
+		{
+			name: "a bundle file with no end",
+			setup: func(t *testing.T) (*standin, agentFiles) {
+				s := newStandin(t, standinConfig{})
+				f := newAgentFiles(t, s)
+				f.bundle = "/dev/zero"
+				return s, f
+			},
+			want: func(s *standin, _ agentFiles) string {
+				return `agent: Post "` + s.url + agentapi.AttestPath + `": x509svid: could not get X509 bundle: agent: no X.509 authority of cluster.local to verify the authority with: ` +
+					`the bundle file does not load (/dev/zero is over 2048 KiB) and no bundle has been fetched yet`
 			},
 		},
 	} {
@@ -419,5 +432,31 @@ func TestNewClientChecksTheConfig(t *testing.T) {
 				t.Errorf("NewClient: %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// The files the agent reads and the authority's answers are read through
+// limits: a token file or an answer with no end is refused, in bounded
+// memory, saying what it should have been.
+func TestReadsThroughLimits(t *testing.T) {
+	s := newStandin(t, standinConfig{})
+	files := newAgentFiles(t, s)
+	noEnd := files
+	noEnd.token = "/dev/zero"
+	want := "agent: read the service account token: /dev/zero is over 64 KiB: it is the projected token of audience kzero kubelet writes"
+	if err := newClient(t, s, noEnd, nil).Attest(t.Context()); err == nil || err.Error() != want {
+		t.Errorf("Attest with the token file /dev/zero: %v\nwant %s", err, want)
+	}
+
+	c := newClient(t, s, files, nil)
+	if err := c.Attest(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.padAnswers = true
+	s.mu.Unlock()
+	want = "agent: the authority's answer to /v1/agent/jwtsvid is over 1024 KiB: it is not what agentapi says (is the URL the authority's agent API?)"
+	if _, err := c.SignJWTSVID(t.Context(), webID, []string{"db"}); err == nil || err.Error() != want {
+		t.Errorf("an answer of 2 MiB: %v\nwant %s", err, want)
 	}
 }

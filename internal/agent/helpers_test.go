@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,7 +155,9 @@ type standin struct {
 	reject  int               // guarded by mu: the next calls with a client SVID get 401
 	// rejectTLS: the next handshakes with a client SVID fail.
 	rejectTLS int // guarded by mu
-	extraCAs  []*x509.Certificate
+	// padAnswers: every answer is 2 MiB of JSON.
+	padAnswers bool // guarded by mu
+	extraCAs   []*x509.Certificate
 }
 
 type standinConfig struct {
@@ -292,6 +295,14 @@ func (s *standin) writeBundle(t testing.TB, dir string) string {
 }
 
 func (s *standin) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	s.mu.Lock()
+	pad := s.padAnswers
+	s.mu.Unlock()
+	if pad {
+		rw.WriteHeader(http.StatusOK)
+		_, _ = rw.Write([]byte(`{"token":"` + strings.Repeat("a", 2<<20) + `"}`))
+		return
+	}
 	switch req.URL.Path {
 	case agentapi.AttestPath:
 		s.attest(rw, req)

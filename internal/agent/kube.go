@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/kubeobj"
 )
 
@@ -18,7 +19,9 @@ import (
 type Kube interface {
 	// Pods are the pods bound to the node.
 	Pods(nodeName string) cache.ListerWatcher
-	// Namespaces are every namespace.
+	// Namespaces are the enrolled namespaces: labeled
+	// v1alpha1.EnrolledLabel=true (a namespace that loses the label is
+	// deleted from what it lists and watches).
 	Namespaces() cache.ListerWatcher
 	// ClusterTrustBundle is the ClusterTrustBundle of that name.
 	ClusterTrustBundle(name string) cache.ListerWatcher
@@ -67,9 +70,16 @@ func (k restKube) Pods(node string) cache.ListerWatcher {
 	return cache.NewListWatchFromClient(k.core, "pods", metav1.NamespaceAll, fields.OneTermEqualSelector("spec.nodeName", node))
 }
 
+// Namespaces lists and watches the enrolled namespaces only: the agent
+// keeps no copy of the cluster's others, however many there are.
 func (k restKube) Namespaces() cache.ListerWatcher {
-	return cache.NewListWatchFromClient(k.core, "namespaces", metav1.NamespaceAll, fields.Everything())
+	return cache.NewFilteredListWatchFromClient(k.core, "namespaces", metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.LabelSelector = EnrolledSelector
+	})
 }
+
+// EnrolledSelector selects the enrolled namespaces.
+const EnrolledSelector = v1alpha1.EnrolledLabel + "=true"
 
 func (k restKube) ClusterTrustBundle(name string) cache.ListerWatcher {
 	return cache.NewListWatchFromClient(k.certificates, "clustertrustbundles", metav1.NamespaceAll, fields.OneTermEqualSelector("metadata.name", name))

@@ -42,8 +42,12 @@ func (k clientsetKube) Namespaces() cache.ListerWatcher {
 	namespaces := k.c.CoreV1().Namespaces()
 	return k.listWatch("",
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = agent.EnrolledSelector
 			return namespaces.List(ctx, o)
-		}, namespaces.Watch)
+		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = agent.EnrolledSelector
+			return namespaces.Watch(ctx, o)
+		})
 }
 
 func (k clientsetKube) ClusterTrustBundle(name string) cache.ListerWatcher {
@@ -110,8 +114,8 @@ func toKubeobj(obj runtime.Object) (runtime.Object, error) {
 	return out, json.Unmarshal(b, out)
 }
 
-// NewKube's lists ask the API server for the node's pods, every namespace
-// and the one ClusterTrustBundle, in JSON, and decode what it answers. The
+// NewKube's lists ask the API server for the node's pods, the enrolled
+// namespaces and the one ClusterTrustBundle, in JSON, and decode what it answers. The
 // API server here is a stand-in that records the requests: the real one
 // serves the agent in the end-to-end test.
 func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
@@ -119,7 +123,7 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		got = append(got, r.URL.Path+"?"+r.URL.Query().Get("fieldSelector")+" "+r.Header.Get("Accept"))
+		got = append(got, r.URL.Path+"?"+r.URL.Query().Get("fieldSelector")+r.URL.Query().Get("labelSelector")+" "+r.Header.Get("Accept"))
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		list := map[string]string{
@@ -158,7 +162,7 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 	}
 	want := []string{ // JSON only: kubeobj's types have no protobuf form
 		"/api/v1/pods?" + "spec.nodeName=node-a application/json",
-		"/api/v1/namespaces? application/json",
+		"/api/v1/namespaces?" + "kzero.dev/enrolled=true application/json",
 		"/apis/certificates.k8s.io/v1/clustertrustbundles?" + "metadata.name=" + url.PathEscape("kzero.dev:identity:cluster.local") + " application/json",
 	}
 	mu.Lock()

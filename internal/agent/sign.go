@@ -108,9 +108,9 @@ func (c *Client) call(ctx context.Context, hc *http.Client, path string, in, out
 		return fmt.Errorf("agent: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	answer, err := readAnswer(resp.Body, path)
 	if err != nil {
-		return fmt.Errorf("agent: read the answer to %s: %w", path, err)
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return c.answerError(path, resp.StatusCode, answer, hc == c.mtls)
@@ -119,6 +119,19 @@ func (c *Client) call(ctx context.Context, hc *http.Client, path string, in, out
 		return fmt.Errorf("agent: the authority's answer to %s is not what agentapi says: %w", path, err)
 	}
 	return nil
+}
+
+// readAnswer reads the body of the answer to path, of at most maxAnswer
+// bytes.
+func readAnswer(body io.Reader, path string) ([]byte, error) {
+	answer, err := io.ReadAll(io.LimitReader(body, maxAnswer+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("agent: read the answer to %s: %w", path, err)
+	case len(answer) > maxAnswer:
+		return nil, fmt.Errorf("agent: the authority's answer to %s is over %d KiB: it is not what agentapi says (is the URL the authority's agent API?)", path, maxAnswer>>10)
+	}
+	return answer, nil
 }
 
 // answerError is the *AuthorityError of an answer that is not 200. A 401

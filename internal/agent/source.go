@@ -21,7 +21,7 @@ func (s bundleSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x50
 		return nil, fmt.Errorf("agent: no bundle for trust domain %s, only %s", td.Name(), c.cfg.TrustDomain.Name())
 	}
 	b := x509bundle.New(td)
-	file, fileErr := x509bundle.Load(td, c.cfg.BundleFile)
+	file, fileErr := loadBundle(td, c.cfg.BundleFile)
 	if fileErr == nil {
 		for _, a := range file.X509Authorities() {
 			b.AddX509Authority(a)
@@ -60,4 +60,14 @@ func (s svidSource) GetX509SVID() (*x509svid.SVID, error) {
 		return nil, ErrNotAttested
 	}
 	return s.c.svid, nil
+}
+
+// loadBundle reads the X.509 authorities (PEM) of the bundle file at
+// path, of at most maxBundleFile bytes.
+func loadBundle(td spiffeid.TrustDomain, path string) (*x509bundle.Bundle, error) {
+	pemBytes, err := readFile(path, maxBundleFile)
+	if err != nil {
+		return nil, err
+	}
+	return x509bundle.Parse(td, pemBytes)
 }
