@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -394,19 +395,18 @@ func fromCluster(ctx context.Context, f *testFlags, req *policy.Request, opts *p
 	}
 	opts.Enrollment = func(name string) (v1alpha1.Mode, bool) { return mode, enrolled && name == ns.Name }
 	if req.Destination.Labels == nil {
-		pods, err := kube.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
+		// One pod of the destination's service account, not every pod
+		// of the namespace (the API server sets every pod's
+		// serviceAccountName, "default" when the pod names none).
+		pods, err := kube.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("spec.serviceAccountName", req.Destination.ServiceAccount).String(),
+			Limit:         1,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("pods of %s: %w", ns.Name, err)
 		}
-		for _, p := range pods.Items {
-			sa := p.Spec.ServiceAccountName
-			if sa == "" {
-				sa = "default"
-			}
-			if sa == req.Destination.ServiceAccount {
-				req.Destination.Labels = p.Labels
-				break
-			}
+		if len(pods.Items) > 0 {
+			req.Destination.Labels = pods.Items[0].Labels
 		}
 	}
 	return ps, nil

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -35,7 +36,7 @@ func TestPolicyTestFromCluster(t *testing.T) {
 		"apiVersion": "kzero.dev/v1alpha1", "kind": "AccessPolicy",
 		"metadata": map[string]any{"name": "cart", "namespace": enrolled},
 		"spec": map[string]any{
-			"selector": map[string]any{"serviceAccounts": []any{"cart"}},
+			"selector": map[string]any{"serviceAccounts": []any{"cart"}, "matchLabels": map[string]any{"app": "cart"}},
 			"rules": []any{map[string]any{"name": "frontend",
 				"from": []any{map[string]any{"spiffeIDs": []any{"spiffe://cluster.local/ns/web/sa/frontend"}}},
 				"to":   []any{map[string]any{"ports": []any{int64(8080)}}}}},
@@ -44,6 +45,20 @@ func TestPolicyTestFromCluster(t *testing.T) {
 	if _, err := dyn.Resource(policysync.GVR).Namespace(enrolled).Create(t.Context(), u, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The destination's labels come from a pod of its service account
+	// (found by a field selector, not by listing the namespace); another
+	// account's pod, listed first, has other labels.
+	for _, sa := range []string{"cart", "other"} {
+		if _, err := kube.Client.CoreV1().ServiceAccounts(enrolled).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decoy := testPod("a-other")
+	decoy.Spec.ServiceAccountName = "other"
+	cart := testPod("cart")
+	cart.Spec.ServiceAccountName = "cart"
+	createPod(t, enrolled, decoy)
+	createPod(t, enrolled, cart)
 	for _, tc := range []struct {
 		name, from, ns string
 		port           string
