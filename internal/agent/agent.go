@@ -117,6 +117,7 @@ func New(cfg Config) (*Agent, error) {
 	server, err := workloadapi.New(workloadapi.Config{
 		SocketPath: cfg.SocketPath, TrustDomain: cfg.TrustDomain,
 		Attestor: podAttestor(att), Signer: client, Bundles: bundles, Log: cfg.Log, Now: cfg.Now,
+		CallerGroup: podOf(att),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -133,6 +134,19 @@ func enrolled(namespaces cache.Store) func(string) bool {
 		obj, ok, err := namespaces.GetByKey(name)
 		ns, isNS := obj.(*kubeobj.Namespace)
 		return err == nil && ok && isNS && ns.Labels[v1alpha1.EnrolledLabel] == "true"
+	}
+}
+
+// podOf groups the Workload API's callers by the pod of their cgroup, for
+// its limits: a pod's processes share one allowance, however many it
+// forks. A process in no pod (or gone) is counted alone.
+func podOf(att *podattest.Attestor) func(int32) string {
+	return func(pid int32) string {
+		uid, err := att.PodOf(pid)
+		if err != nil {
+			return ""
+		}
+		return "pod/" + string(uid)
 	}
 }
 

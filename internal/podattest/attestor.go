@@ -162,6 +162,26 @@ func (a *Attestor) Attest(ctx context.Context, pid int32) (Result, error) {
 	}
 }
 
+// PodOf returns the UID of the pod whose cgroup the process pid is in,
+// from its cgroup file alone, without the API server's view: what the
+// Workload API's limits count a caller's connections by, so that a pod
+// cannot multiply them by forking. Its errors are those of Attest's first
+// step.
+func (a *Attestor) PodOf(pid int32) (types.UID, error) {
+	if pid <= 0 {
+		return "", refuse(ErrNoProcess, pid, "the caller is not visible in the agent's PID namespace: run the agent with hostPID: true")
+	}
+	p, err := a.proc.read(pid)
+	if err != nil {
+		return "", a.procError(pid, err)
+	}
+	ref, err := ParseCgroup(p.cgroup)
+	if err != nil {
+		return "", err
+	}
+	return ref.PodUID, nil
+}
+
 func (a *Attestor) procError(pid int32, err error) error {
 	if errors.Is(err, ErrNoProcess) {
 		return refuseFor(ErrNoProcess, pid, err)

@@ -3,6 +3,7 @@ package workloadapi
 import (
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -22,6 +23,11 @@ const (
 	// its connections; go-spiffe's X509Source, JWTSource and BundleSource
 	// hold one or two each.
 	DefaultMaxStreamsPerProcess = 64
+	// DefaultMaxConns bounds the connections of all callers together, far
+	// above what a node's pods hold (kubelet runs at most a few hundred
+	// pods), so that the agent's memory stays within its limit whatever
+	// its callers do.
+	DefaultMaxConns = 4096
 	// maxStreamsPerConn is the HTTP/2 limit of concurrent streams (and
 	// unary calls) on one connection, RFC 9113's advised minimum: a
 	// client's calls over it wait their turn.
@@ -33,15 +39,18 @@ const (
 	maxRequestBytes = 256 << 10
 )
 
-// processLimits counts the connections and streams of every process (by
-// PID) connected to the server, and refuses those over the limits. It is
-// safe for concurrent use.
+// processLimits counts the connections and streams of every caller
+// connected to the server, by the group Config.CallerGroup puts it in (its
+// pod, for the agent) or else by process, and refuses those over the
+// limits, and connections over the total. It is safe for concurrent use.
 type processLimits struct {
-	maxConns, maxStreams int
-	log                  *slog.Logger
+	maxConns, maxStreams, maxTotal int
+	group                          func(pid int32) string
+	log                            *slog.Logger
 
 	mu    sync.Mutex
-	procs map[int32]*processUse // guarded by mu; no entry with nothing open
+	total int                    // guarded by mu: connections open
+	procs map[string]*processUse // guarded by mu; no entry with nothing open
 }
 
 // processUse is what one process holds open. Guarded by processLimits.mu.
@@ -53,19 +62,38 @@ type processUse struct {
 }
 
 func newProcessLimits(cfg *Config) *processLimits {
-	return &processLimits{maxConns: cfg.MaxConnsPerProcess, maxStreams: cfg.MaxStreamsPerProcess, log: cfg.Log, procs: map[int32]*processUse{}}
+	return &processLimits{maxConns: cfg.MaxConnsPerProcess, maxStreams: cfg.MaxStreamsPerProcess, maxTotal: cfg.MaxConns,
+		group: cfg.CallerGroup, log: cfg.Log, procs: map[string]*processUse{}}
 }
 
-// open counts one more connection (or stream) of pid, and returns the
-// function that counts it closed, or false if pid has the most it may.
-// A refusal is logged once until the process is under the limit again.
-func (l *processLimits) open(pid int32, stream bool) (release func(), ok bool) {
+// key is what the limits count pid's connections and streams under: its
+// group, or the process alone.
+func (l *processLimits) key(pid int32) string {
+	if l.group != nil {
+		if g := l.group(pid); g != "" {
+			return g
+		}
+	}
+	return "pid/" + strconv.FormatInt(int64(pid), 10)
+}
+
+// open counts one more connection (or stream) under key, and returns the
+// function that counts it closed, or false if key has the most it may, or
+// (for a connection) all callers together have. A refusal is logged once
+// until the caller is under the limit again.
+func (l *processLimits) open(key string, stream bool) (release func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := l.procs[pid]
+	if !stream && l.total >= l.maxTotal {
+		if l.total == l.maxTotal {
+			l.log.Warn("the Workload API has the most connections open it may: refusing more until some close", "limit", l.maxTotal)
+		}
+		return nil, false
+	}
+	u := l.procs[key]
 	if u == nil {
 		u = &processUse{}
-		l.procs[pid] = u
+		l.procs[key] = u
 	}
 	n, limit, what := &u.conns, l.maxConns, "connections"
 	if stream {
@@ -74,21 +102,30 @@ func (l *processLimits) open(pid int32, stream bool) (release func(), ok bool) {
 	if *n >= limit {
 		if !u.warned {
 			u.warned = true
-			l.log.Warn("a process has the most "+what+" open to the Workload API it may: refusing more until it closes some",
-				"pid", pid, "limit", limit)
+			l.log.Warn("a caller has the most "+what+" open to the Workload API it may: refusing more until it closes some",
+				"caller", key, "limit", limit)
+		}
+		if u.conns == 0 && u.streams == 0 {
+			delete(l.procs, key)
 		}
 		return nil, false
 	}
 	*n++
+	if !stream {
+		l.total++
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			*n--
+			if !stream {
+				l.total--
+			}
 			u.warned = false
 			if u.conns == 0 && u.streams == 0 {
-				delete(l.procs, pid)
+				delete(l.procs, key)
 			}
 		})
 	}, true
@@ -97,14 +134,18 @@ func (l *processLimits) open(pid int32, stream bool) (release func(), ok bool) {
 // stream is the stream interceptor that counts the streams of each
 // process.
 func (l *processLimits) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	c, ok := callerFrom(ss.Context())
+	info, ok := callerInfoFrom(ss.Context())
 	if !ok {
 		return status.Error(codes.PermissionDenied, msgNoPeer)
 	}
-	release, ok := l.open(c.PID, true)
+	key := info.limitKey
+	if key == "" {
+		key = l.key(info.PID)
+	}
+	release, ok := l.open(key, true)
 	if !ok {
 		return status.Errorf(codes.ResourceExhausted,
-			"the calling process has %d streams open to the agent, the most one process may: close those it does not use (one go-spiffe X509Source or JWTSource per process is enough)",
+			"the caller has %d streams open to the agent, the most one pod (or process outside a pod) may: close those it does not use (one go-spiffe X509Source or JWTSource per process is enough)",
 			l.maxStreams)
 	}
 	defer release()
@@ -138,12 +179,13 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			_ = conn.Close()
 			continue
 		}
-		release, ok := l.limits.open(c.PID, false)
+		key := l.limits.key(c.PID)
+		release, ok := l.limits.open(key, false)
 		if !ok {
 			_ = conn.Close()
 			continue
 		}
-		return &callerConn{UnixConn: uc, caller: c, release: release}, nil
+		return &callerConn{UnixConn: uc, caller: c, limitKey: key, release: release}, nil
 	}
 }
 
@@ -152,8 +194,9 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 // closed.
 type callerConn struct {
 	*net.UnixConn
-	caller  Caller
-	release func()
+	caller   Caller
+	limitKey string // what the limits count it under
+	release  func()
 }
 
 // Close closes the connection and counts it closed.
@@ -167,7 +210,7 @@ func checkLimits(cfg *Config, bad func(field, format string, args ...any)) {
 	for _, f := range []struct {
 		field string
 		v     int
-	}{{"maxConnsPerProcess", cfg.MaxConnsPerProcess}, {"maxStreamsPerProcess", cfg.MaxStreamsPerProcess}} {
+	}{{"maxConnsPerProcess", cfg.MaxConnsPerProcess}, {"maxStreamsPerProcess", cfg.MaxStreamsPerProcess}, {"maxConns", cfg.MaxConns}} {
 		if f.v < 0 {
 			bad(f.field, "must not be negative, got %d", f.v)
 		}

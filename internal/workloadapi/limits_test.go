@@ -46,7 +46,7 @@ func TestConnectionsPerProcess(t *testing.T) {
 			t.Fatalf("a third connection: %v, want Unavailable (closed)", err)
 		}
 	}
-	if n := strings.Count(logs.String(), "a process has the most connections open to the Workload API it may"); n != 1 {
+	if n := strings.Count(logs.String(), "a caller has the most connections open to the Workload API it may"); n != 1 {
 		t.Errorf("%d log lines of the refusal, want 1:\n%s", n, logs)
 	}
 	// Once one closes, another may open.
@@ -78,7 +78,7 @@ func TestStreamsPerProcess(t *testing.T) {
 	}
 	c := e.raw(t)
 	err := fetchJWTBundles(withHeader(t.Context()), e, c)
-	wantStatus(t, err, codes.ResourceExhausted, "the calling process has 2 streams open to the agent, the most one process may: close those it does not use (one go-spiffe X509Source or JWTSource per process is enough)")
+	wantStatus(t, err, codes.ResourceExhausted, "the caller has 2 streams open to the agent, the most one pod (or process outside a pod) may: close those it does not use (one go-spiffe X509Source or JWTSource per process is enough)")
 	// A unary call is no stream.
 	if _, err := c.FetchJWTSVID(withHeader(t.Context()), &workload.JWTSVIDRequest{Audience: []string{audience}}); err != nil {
 		t.Fatal(err)
@@ -129,3 +129,46 @@ func TestStreamsPerConnection(t *testing.T) {
 
 // codeOf is the gRPC code of err.
 func codeOf(err error) codes.Code { return grpcstatus.Code(err) }
+
+// The limits count a caller's connections and streams in its group, so
+// that a pod's processes share one allowance however many it forks, and
+// bound the connections of all callers together.
+func TestLimitsByGroupAndInTotal(t *testing.T) {
+	pods := map[int32]string{1: "pod/a", 2: "pod/a", 3: "pod/b"}
+	l := newProcessLimits(&Config{MaxConnsPerProcess: 2, MaxStreamsPerProcess: 1, MaxConns: 4,
+		CallerGroup: func(pid int32) string { return pods[pid] }, Log: slog.New(slog.DiscardHandler)})
+	open := func(pid int32, stream bool) (func(), bool) { return l.open(l.key(pid), stream) }
+	if k := l.key(9); k != "pid/9" {
+		t.Errorf("a caller in no group is counted as %q, want pid/9", k)
+	}
+	releaseA1, ok1 := open(1, false)
+	_, ok2 := open(2, false)
+	if !ok1 || !ok2 {
+		t.Fatal("two connections of pod a refused")
+	}
+	if _, ok := open(1, false); ok {
+		t.Error("a third connection of pod a, from one of its processes, was accepted")
+	}
+	if _, ok := open(2, true); !ok {
+		t.Error("pod a's first stream refused")
+	}
+	if _, ok := open(1, true); ok {
+		t.Error("pod a's second stream, from its other process, was accepted")
+	}
+	_, ok3 := open(3, false)
+	_, ok9 := open(9, false)
+	if !ok3 || !ok9 {
+		t.Fatal("pod b's or an outside process's connection refused")
+	}
+	if _, ok := open(10, false); ok {
+		t.Error("a fifth connection in all was accepted with MaxConns 4")
+	}
+	releaseA1()
+	releaseA1() // counted closed once
+	if _, ok := open(10, false); !ok {
+		t.Error("no connection accepted after one closed")
+	}
+	if _, ok := open(11, false); ok {
+		t.Error("a second release counted a connection closed twice")
+	}
+}

@@ -30,6 +30,9 @@ type Caller struct {
 type callerInfo struct {
 	credentials.CommonAuthInfo
 	Caller
+	// limitKey is what the limits count the connection under; empty when
+	// it was accepted by a listener that does not count.
+	limitKey string
 }
 
 func (callerInfo) AuthType() string { return authType }
@@ -51,7 +54,7 @@ var _ credentials.TransportCredentials = peerCredentials{}
 // (not a unix socket) is refused.
 func (peerCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	if cc, ok := conn.(*callerConn); ok { // read when accepted
-		return conn, callerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Caller: cc.caller}, nil
+		return conn, callerInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}, Caller: cc.caller, limitKey: cc.limitKey}, nil
 	}
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
@@ -78,10 +81,17 @@ func (peerCredentials) OverrideServerName(string) error { return nil }
 
 // callerFrom returns the Caller of the connection a request came on.
 func callerFrom(ctx context.Context) (Caller, bool) {
+	info, ok := callerInfoFrom(ctx)
+	return info.Caller, ok
+}
+
+// callerInfoFrom returns what the handshake found of the connection a
+// request came on.
+func callerInfoFrom(ctx context.Context) (callerInfo, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return Caller{}, false
+		return callerInfo{}, false
 	}
 	info, ok := p.AuthInfo.(callerInfo)
-	return info.Caller, ok
+	return info, ok
 }

@@ -67,14 +67,23 @@ type Config struct {
 	// Now returns the current time, for renewal and expiry; nil means
 	// time.Now.
 	Now func() time.Time
-	// MaxConnsPerProcess bounds the connections one process (by PID)
-	// holds open to the server; a connection over it is closed at once.
-	// Zero means DefaultMaxConnsPerProcess.
+	// CallerGroup, if set, names the group a caller's connections and
+	// streams are counted in against the limits below: the agent counts
+	// by the pod of the caller's cgroup, so that a pod cannot multiply
+	// its share by forking. Nil, or "" for a caller, means by process
+	// (PID). It is called once per connection, concurrently.
+	CallerGroup func(pid int32) string
+	// MaxConnsPerProcess bounds the connections one caller (its group, or
+	// its process) holds open to the server; a connection over it is
+	// closed at once. Zero means DefaultMaxConnsPerProcess.
 	MaxConnsPerProcess int
-	// MaxStreamsPerProcess bounds the streams one process holds open over
+	// MaxStreamsPerProcess bounds the streams one caller holds open over
 	// all its connections; a stream over it ends with ResourceExhausted.
 	// Zero means DefaultMaxStreamsPerProcess.
 	MaxStreamsPerProcess int
+	// MaxConns bounds the connections of all callers together; zero means
+	// DefaultMaxConns.
+	MaxConns int
 }
 
 // Server is the SPIFFE Workload API of one agent. Create it with New and
@@ -138,6 +147,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxStreamsPerProcess == 0 {
 		cfg.MaxStreamsPerProcess = DefaultMaxStreamsPerProcess
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
