@@ -103,6 +103,13 @@ type AgentAPIConfig struct {
 	// DefaultAgentSVIDTTL and DefaultWorkloadSVIDTTL. Each must be between
 	// MinAgentAPITTL and MaxAgentAPITTL. JWT-SVIDs get the CA's default.
 	AgentSVIDTTL, WorkloadSVIDTTL time.Duration
+	// AttestRate and AttestBurst bound the attestations one address may
+	// make a second, and at once; zero means DefaultAttestRate and
+	// DefaultAttestBurst. SignRate and SignBurst bound the SVID requests
+	// of one agent likewise; zero means DefaultSignRate and
+	// DefaultSignBurst. A call over them gets 429, audited.
+	AttestRate, SignRate   float64
+	AttestBurst, SignBurst int
 	// Audit records every issuance and refusal. Required.
 	Audit Auditor
 	// Log receives operational messages; never key material or tokens.
@@ -125,6 +132,9 @@ type AgentAPI struct {
 	cfg  AgentAPIConfig
 	user string // the agents' Kubernetes user name
 	svid *ownSVID
+	// attests limits attestations by address, signs SVID requests by
+	// agent node.
+	attests, signs *keyedLimiter
 }
 
 var (
@@ -170,11 +180,32 @@ func NewAgentAPI(cfg AgentAPIConfig) (*AgentAPI, error) {
 			errs = append(errs, fmt.Errorf("%s: %s is not between %s and %s (the CA's maximum)", ttl.field, ttl.v, MinAgentAPITTL, MaxAgentAPITTL))
 		}
 	}
+	for _, r := range []struct {
+		field string
+		rate  float64
+		burst int
+	}{{"attestRate, attestBurst", cfg.AttestRate, cfg.AttestBurst}, {"signRate, signBurst", cfg.SignRate, cfg.SignBurst}} {
+		if r.rate < 0 || r.burst < 0 {
+			errs = append(errs, fmt.Errorf("%s: %g a second, %d at once: must not be negative (zero: the default)", r.field, r.rate, r.burst))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("authority: invalid agent API config: %w", errors.Join(errs...))
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAgentAddr
+	}
+	if cfg.AttestRate == 0 {
+		cfg.AttestRate = DefaultAttestRate
+	}
+	if cfg.AttestBurst == 0 {
+		cfg.AttestBurst = DefaultAttestBurst
+	}
+	if cfg.SignRate == 0 {
+		cfg.SignRate = DefaultSignRate
+	}
+	if cfg.SignBurst == 0 {
+		cfg.SignBurst = DefaultSignBurst
 	}
 	if cfg.ServiceAccount == "" {
 		cfg.ServiceAccount = DefaultAgentServiceAccount
@@ -192,9 +223,11 @@ func NewAgentAPI(cfg AgentAPIConfig) (*AgentAPI, error) {
 		cfg.Now = time.Now
 	}
 	return &AgentAPI{
-		cfg:  cfg,
-		user: "system:serviceaccount:" + cfg.Namespace + ":" + cfg.ServiceAccount,
-		svid: &ownSVID{id: cfg.ID, issuer: issuerOf(cfg.CA), now: cfg.Now, log: cfg.Log, what: "agent API"},
+		cfg:     cfg,
+		user:    "system:serviceaccount:" + cfg.Namespace + ":" + cfg.ServiceAccount,
+		svid:    &ownSVID{id: cfg.ID, issuer: issuerOf(cfg.CA), now: cfg.Now, log: cfg.Log, what: "agent API"},
+		attests: newKeyedLimiter(cfg.AttestRate, cfg.AttestBurst, cfg.Now),
+		signs:   newKeyedLimiter(cfg.SignRate, cfg.SignBurst, cfg.Now),
 	}, nil
 }
 
@@ -313,6 +346,11 @@ func newCall(td spiffeid.TrustDomain, typ, what string, req *http.Request) call 
 func (a *AgentAPI) attest(rw http.ResponseWriter, req *http.Request, c AgentCA) {
 	cl := newCall(a.cfg.TrustDomain, audit.SVIDTypeX509, "attestation", req)
 	cl.requester = "address/" + req.RemoteAddr
+	if !a.attests.allow(cl.address.Addr().String()) {
+		a.tooMany(rw, cl, fmt.Sprintf("too many attestations from %s: at most %g a second (%d at once) from one address; retry in a second",
+			cl.address.Addr(), a.cfg.AttestRate, a.cfg.AttestBurst))
+		return
+	}
 	var in agentapi.AttestRequest
 	if r := decode(rw, req, &in, "AttestRequest"); r != nil {
 		a.refuse(rw, cl, r)
@@ -376,7 +414,7 @@ func (a *AgentAPI) attest(rw http.ResponseWriter, req *http.Request, c AgentCA) 
 func (a *AgentAPI) x509SVID(rw http.ResponseWriter, req *http.Request, c AgentCA) {
 	cl := newCall(a.cfg.TrustDomain, audit.SVIDTypeX509, "X.509-SVID", req)
 	node, ok := a.authenticate(rw, req, &cl)
-	if !ok {
+	if !ok || !a.allowSign(rw, cl, node) {
 		return
 	}
 	var in agentapi.X509SVIDRequest
@@ -401,7 +439,7 @@ func (a *AgentAPI) x509SVID(rw http.ResponseWriter, req *http.Request, c AgentCA
 func (a *AgentAPI) jwtSVID(rw http.ResponseWriter, req *http.Request, c AgentCA) {
 	cl := newCall(a.cfg.TrustDomain, audit.SVIDTypeJWT, "JWT-SVID", req)
 	node, ok := a.authenticate(rw, req, &cl)
-	if !ok {
+	if !ok || !a.allowSign(rw, cl, node) {
 		return
 	}
 	var in agentapi.JWTSVIDRequest
@@ -447,6 +485,17 @@ func (a *AgentAPI) bundle(rw http.ResponseWriter, req *http.Request, c AgentCA) 
 	rw.Header().Set("Content-Type", "application/json")
 	rw.WriteHeader(http.StatusOK)
 	_, _ = rw.Write(b)
+}
+
+// allowSign takes one of the agent of node's SVID requests of the second;
+// over the rate, it answers 429 and returns false.
+func (a *AgentAPI) allowSign(rw http.ResponseWriter, cl call, node string) bool {
+	if a.signs.allow(node) {
+		return true
+	}
+	a.tooMany(rw, cl, fmt.Sprintf("too many SVID requests from the agent of node %s: at most %g a second (%d at once) from one agent; retry in a second",
+		node, a.cfg.SignRate, a.cfg.SignBurst))
+	return false
 }
 
 // authenticate finds the agent's node from its client X.509-SVID, or

@@ -286,6 +286,9 @@ func newAgentEnv(t *testing.T, mod ...func(*authority.AgentAPIConfig)) *agentEnv
 		CA:     func() authority.AgentCA { return e.ca },
 		Tokens: tokens, Cluster: e.live, Cache: e.cache,
 		Audit: e.audit, Log: slog.New(slog.DiscardHandler), Now: clk.Now,
+		// The tests' clock stands still, so no bucket refills: room for
+		// every call of a test, but TestAgentAPIRateLimits.
+		AttestBurst: 1000, SignBurst: 1000,
 	}
 	for _, m := range mod {
 		m(&cfg)
@@ -908,5 +911,59 @@ func TestNewAgentAPI(t *testing.T) {
 	}
 	if want := fmt.Sprintf(":%d", agentapi.DefaultPort); authority.DefaultAgentAddr != want {
 		t.Errorf("DefaultAgentAddr %s, want %s (agentapi.DefaultPort)", authority.DefaultAgentAddr, want)
+	}
+}
+
+// TestAgentAPIRateLimits: one address gets AttestBurst attestations at
+// once and AttestRate a second after, one agent SignBurst SVID requests;
+// the next gets 429 with Retry-After, audited, and the bucket refills
+// with time. Another agent has a bucket of its own.
+func TestAgentAPIRateLimits(t *testing.T) {
+	e := newAgentEnv(t, func(c *authority.AgentAPIConfig) {
+		c.AttestRate, c.AttestBurst, c.SignRate, c.SignBurst = 1, 2, 1, 2
+	})
+	svidA := e.attest("token-a")
+	svidB := e.attest("token-b")
+	e.audit.take()
+	_, csr := newKey(t, "")
+	status, body := e.call(e.client(nil), http.MethodPost, agentapi.AttestPath, agentapi.AttestRequest{Token: "token-a", CSR: csr})
+	want := "too many attestations from 127.0.0.1: at most 1 a second (2 at once) from one address; retry in a second"
+	if got := errorOf(t, body); status != http.StatusTooManyRequests || got != want {
+		t.Errorf("a third attestation: %d %q\nwant 429 %q", status, got, want)
+	}
+	if ev := e.audit.take(); len(ev) != 1 || ev[0].Outcome != audit.OutcomeFailure || ev[0].Reason != "refused attestation: "+want ||
+		!strings.HasPrefix(ev[0].Issuance.Requester, "address/127.0.0.1:") {
+		t.Errorf("audit events %+v, want one refusal of the attestation from 127.0.0.1", ev)
+	}
+
+	sign := func(svid *x509svid.SVID) (int, string) {
+		_, csr := newKey(t, "")
+		status, body := e.call(e.client(svid), http.MethodPost, agentapi.X509SVIDPath, agentapi.X509SVIDRequest{ID: "spiffe://cluster.local/ns/shop/sa/web", CSR: csr})
+		if status == http.StatusOK {
+			return status, ""
+		}
+		return status, errorOf(t, body)
+	}
+	for i := range 2 {
+		if status, msg := sign(svidA); status != http.StatusOK {
+			t.Fatalf("request %d of node-a: %d %q", i+1, status, msg)
+		}
+	}
+	e.audit.take()
+	status, msg := sign(svidA)
+	want = "too many SVID requests from the agent of node node-a: at most 1 a second (2 at once) from one agent; retry in a second"
+	if status != http.StatusTooManyRequests || msg != want {
+		t.Errorf("a third request of node-a: %d %q\nwant 429 %q", status, msg, want)
+	}
+	e.wantEvent(audit.OutcomeFailure, audit.SVIDTypeX509, "spiffe://cluster.local", "node/node-a", "refused X.509-SVID: "+want)
+	// node-b's bucket is its own; node-b asks for a pod of node-a: 403,
+	// not 429.
+	if status, _ := sign(svidB); status != http.StatusForbidden {
+		t.Errorf("node-b's first request: %d, want 403 (its own bucket, and not its pod)", status)
+	}
+	e.audit.take()
+	e.clk.Add(time.Second)
+	if status, msg := sign(svidA); status != http.StatusOK {
+		t.Errorf("node-a a second later: %d %q", status, msg)
 	}
 }

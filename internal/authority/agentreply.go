@@ -53,6 +53,13 @@ func (a *AgentAPI) refuse(rw http.ResponseWriter, cl call, r *apiRefusal) {
 	writeError(rw, r.status, r.msg)
 }
 
+// tooMany answers 429 with Retry-After, and audits the refusal: a caller
+// over a rate limit of the agent API.
+func (a *AgentAPI) tooMany(rw http.ResponseWriter, cl call, msg string) {
+	rw.Header().Set("Retry-After", "1")
+	a.refuse(rw, cl, refuseWith(http.StatusTooManyRequests, "%s", msg))
+}
+
 // unavailable answers 503 when something the decision needs did not
 // answer: nothing was decided, so nothing is audited; the cause is
 // logged, not told.

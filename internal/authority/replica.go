@@ -119,7 +119,8 @@ func NewReplica(cfg ReplicaConfig) (*Replica, error) {
 		cfg.Reload = 30 * time.Second
 	}
 	r := &Replica{cfg: cfg}
-	factory := informers.NewSharedInformerFactory(cfg.Client, 10*time.Minute)
+	// Trimmed to what the webhooks read (a namespace's name and labels).
+	factory := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Minute, informers.WithTransform(trim))
 	nsInf := factory.Core().V1().Namespaces()
 	r.nsSynced = nsInf.Informer().HasSynced
 	r.start = factory.Start
