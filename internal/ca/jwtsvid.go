@@ -114,6 +114,11 @@ type jwtSVIDClaims struct {
 	IssuedAt *jwt.NumericDate `json:"iat"`
 }
 
+// maxJWTSVIDBytes bounds a token ValidateJWTSVID parses: a JWT-SVID this
+// CA signs is well under 4 KiB, even with the most audiences the agent API
+// takes; go-jose would otherwise parse any header (an x5c of any size).
+const maxJWTSVIDBytes = 64 << 10
+
 // Validation errors of ValidateJWTSVID.
 var (
 	// ErrJWTInvalid: the token is not a well-formed JWT-SVID or its
@@ -132,6 +137,9 @@ var (
 func (c *CA) ValidateJWTSVID(token, audience string) (*JWTSVID, error) {
 	if audience == "" {
 		return nil, refuse(ErrNoAudience, "validation needs the audience to expect")
+	}
+	if len(token) > maxJWTSVIDBytes {
+		return nil, refuse(ErrJWTInvalid, "the token is %d bytes, over the %d a JWT-SVID may be: it was not parsed", len(token), maxJWTSVIDBytes)
 	}
 	tok, err := jwt.ParseSigned(token, jwtAlgorithms)
 	if err != nil {

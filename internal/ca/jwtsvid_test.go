@@ -3,6 +3,7 @@ package ca_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,8 @@ func TestJWTSVID(t *testing.T) {
 			wantErr: `ca: the token is for ["payments" "audit"], not "billing"`, kind: ca.ErrJWTAudience},
 		{name: "no audience", token: svid.Token,
 			wantErr: "ca: validation needs the audience to expect", kind: ca.ErrNoAudience},
+		{name: "too large to parse", token: svid.Token + strings.Repeat("A", 64<<10), audience: "payments",
+			wantErr: fmt.Sprintf("ca: the token is %d bytes, over the 65536 a JWT-SVID may be: it was not parsed", len(svid.Token)+64<<10), kind: ca.ErrJWTInvalid},
 		{name: "not a JWT", token: "hello", audience: "payments",
 			wantErr: "ca: the token does not parse as a signed JWT: go-jose/go-jose: compact JWS format must have three parts", kind: ca.ErrJWTInvalid},
 		{name: "signature tampered", token: tampered, audience: "payments",
