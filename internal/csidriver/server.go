@@ -37,7 +37,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	node := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestMessage))
+	node := grpc.NewServer(serverOptions()...)
 	csi.RegisterIdentityServer(node, d)
 	csi.RegisterNodeServer(node, d)
 	served := make(chan error, 2)
@@ -49,7 +49,7 @@ func (d *Driver) Run(ctx context.Context) error {
 		return err
 	}
 	refused := make(chan error, 1)
-	reg := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestMessage))
+	reg := grpc.NewServer(serverOptions()...)
 	registerapi.RegisterRegistrationServer(reg, &registration{d: d, refused: refused})
 	go func() { served <- serveErr("the registration socket", reg.Serve(regLis)) }()
 	defer stop(reg, d.cfg.Log)
@@ -64,6 +64,17 @@ func (d *Driver) Run(ctx context.Context) error {
 	case err := <-refused:
 		return err
 	}
+}
+
+// serverOptions bound what a call may send, and what a connection holds:
+// kubelet dials the CSI socket anew for every call, and mounts the
+// volumes of the pods that start together at once, so a burst of
+// connections each holding grpc-go's default 32 KiB read and write
+// buffers would grow the agent's heap by megabytes for a moment. Requests
+// are a few hundred bytes; a write borrows a buffer from a pool while it
+// lasts.
+func serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxRequestMessage), grpc.ReadBufferSize(1024), grpc.SharedWriteBuffer(true)}
 }
 
 func serveErr(what string, err error) error {
