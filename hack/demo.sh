@@ -19,21 +19,24 @@ say "building the kzero and sample-app images (no Docker: go-containerregistry) 
 step "kzero image" bash "${here}/cluster/image.sh" --path /kzero --also ./cmd/kzero-agent ./cmd/kzero kzero.local/kzero:demo
 step "sample app image" bash "${here}/cluster/image.sh" ./hack/demo/app kzero.local/demo-app:v1
 
+# kubelet's root directory here is the harness's, not /var/lib/kubelet.
 # The harness's kube-apiserver presents its webhook client certificate to
 # admission webhooks; given its CA, kzero's webhooks read reviews only from
 # kube-apiserver (docs/install.md).
-say "installing kzero: bin/kzero install --image kzero.local/kzero:demo --webhook-client-ca ... | kubectl apply -f -"
-bin/kzero install --image kzero.local/kzero:demo --pull-policy Never \
+kubelet_dir="${KZERO_RUN_DIR}/kubelet/root"
+say "installing kzero: bin/kzero install --image kzero.local/kzero:demo --kubelet-dir ${kubelet_dir} --webhook-client-ca ... | kubectl apply -f -"
+bin/kzero install --image kzero.local/kzero:demo --pull-policy Never --kubelet-dir "${kubelet_dir}" \
 	--webhook-client-ca "${KZERO_PKI_DIR}/webhook-client-ca.crt" --webhook-client-name kube-apiserver-webhook-client |
 	kubectl apply -f -
 kubectl -n kzero-system rollout status deployment/kzero-authority --timeout=180s
+kubectl -n kzero-system rollout status daemonset/kzero-agent --timeout=180s
 
-say "enrolling namespace demo (kubectl label namespace demo kzero.dev/enrolled=true)"
+say "enrolling namespace demo (kubectl label namespace demo kzero.dev/enrolled=true), which enforces Pod Security restricted"
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f -
-kubectl label namespace demo kzero.dev/enrolled=true --overwrite
+kubectl label namespace demo kzero.dev/enrolled=true pod-security.kubernetes.io/enforce=restricted --overwrite
 kubectl create namespace plain --dry-run=client -o yaml | kubectl apply -f -
 
-say "deploying the sample app: plain Deployments, nothing about kzero in them"
+say "deploying the sample app: plain Deployments, nothing about kzero in them (non-root, as restricted wants)"
 for app in web api; do
 	kubectl -n demo create serviceaccount "${app}" --dry-run=client -o yaml | kubectl apply -f -
 	cat <<YAML | kubectl apply -f -
@@ -47,8 +50,20 @@ spec:
     metadata: {labels: {app: ${app}}}
     spec:
       serviceAccountName: ${app}
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65532
+        runAsGroup: 65532
+        fsGroup: 65532
+        seccompProfile: {type: RuntimeDefault}
       containers:
-      - {name: ${app}, image: kzero.local/demo-app:v1, imagePullPolicy: Never}
+      - name: ${app}
+        image: kzero.local/demo-app:v1
+        imagePullPolicy: Never
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
 YAML
 done
 cat <<YAML | kubectl apply -f -
@@ -67,6 +82,9 @@ say "what each pod of the enrolled namespace says about itself (its own log)"
 for app in web api; do
 	kubectl -n demo logs "deployment/${app}" | tail -1
 done
+say "the node agent's Workload API socket reached them as a read-only CSI inline volume (no hostPath)"
+kubectl -n demo get pods -l app=web \
+	-o jsonpath='{range .items[0].spec.volumes[?(@.name=="kzero-workload-api")]}{.name}: {.csi}{"\n"}{end}'
 say "the pod of the namespace that is not enrolled got nothing"
 kubectl -n plain logs outsider | tail -1
 

@@ -19,12 +19,21 @@ const (
 	// signer name with its slash turned into a colon, then a colon.
 	TrustBundleNamePrefix = "kzero.dev:identity:"
 	// WorkloadAPIDir is the directory, on the node, where kzero agent
-	// makes its socket; the authority's webhook mounts it at the same path
-	// in the containers of enrolled pods.
+	// makes its socket. The agent's CSI driver, CSIDriverName, binds it
+	// read-only into the pods of enrolled namespaces, where the
+	// authority's webhook mounts it at the same path.
 	WorkloadAPIDir = "/run/kzero/agent"
 	// WorkloadAPISocket is the Workload API's socket, on the node and in
 	// the containers alike.
 	WorkloadAPISocket = WorkloadAPIDir + "/agent.sock"
+	// CSIDriverName is the name of the CSI driver kzero agent serves on
+	// every node (its CSIDriver object, the driver of the pods' inline
+	// volume), which brings WorkloadAPIDir into pods: a CSI inline volume,
+	// unlike a hostPath one, is allowed by Pod Security restricted.
+	CSIDriverName = "csi.kzero.dev"
+	// KubeletDir is kubelet's root directory (kubelet's --root-dir) on a
+	// node, unless the cluster sets another.
+	KubeletDir = "/var/lib/kubelet"
 )
 
 // TrustBundleName is the name of the ClusterTrustBundle the authority

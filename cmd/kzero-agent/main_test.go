@@ -28,6 +28,9 @@ func TestLinksOnlyTheAgent(t *testing.T) {
 		if strings.HasPrefix(p, "k8s.io/api/") { // core/v1: 241 types, all linked
 			t.Errorf("kzero-agent links %s: internal/kubeobj has the objects the agent reads", p)
 		}
+		if strings.HasPrefix(p, "k8s.io/kubelet/") && p != "k8s.io/kubelet/pkg/apis/pluginregistration/v1" {
+			t.Errorf("kzero-agent links %s: of kubelet's module, the CSI driver needs only its plugin registration API", p)
+		}
 	}
 	for _, p := range []string{
 		"kzero.dev/kzero/internal/authority", // and through it the CA store, leader election, policy
@@ -42,8 +45,10 @@ func TestLinksOnlyTheAgent(t *testing.T) {
 			t.Errorf("kzero-agent links %s: see what imports it with go list -deps -f '{{.ImportPath}} {{.Imports}}' ./cmd/kzero-agent", p)
 		}
 	}
-	if !deps["kzero.dev/kzero/internal/agent"] {
-		t.Error("kzero-agent does not link the agent")
+	for _, p := range []string{"kzero.dev/kzero/internal/agent", "kzero.dev/kzero/internal/csidriver"} {
+		if !deps[p] {
+			t.Errorf("kzero-agent does not link %s", p)
+		}
 	}
 }
 

@@ -87,7 +87,8 @@ fi
 unmount_ours() {
 	local m
 	[[ -d "${KZERO_RUN_DIR}" ]] || return 0
-	# Deepest first.
+	# Deepest first: pods' volumes, then kubelet's root, a shared bind
+	# mount of itself (up.sh).
 	while read -r m; do
 		umount "${m}" 2>/dev/null || umount -l "${m}" 2>/dev/null || log "could not unmount ${m}"
 	done < <(awk -v root="${KZERO_RUN_DIR}/" 'index($5, root) == 1 {print $5}' /proc/self/mountinfo | sort -r)

@@ -284,7 +284,15 @@ EOF
 
 	start_kubelet() {
 		local k="${KZERO_RUN_DIR}/kubelet"
-		mkdir -p "${k}"
+		mkdir -p "${k}/root"
+		# kubelet's root is a shared mount, as on a node whose / is shared
+		# (systemd makes it so): a container's Bidirectional mount of a
+		# directory under it (kzero agent's CSI driver mounts pods' volumes
+		# in kubelet's pods/) needs that, and containerd refuses it on a
+		# private source. This machine's / is private, so the root is made a
+		# mount of its own, then shared; down.sh unmounts it.
+		mount --bind "${k}/root" "${k}/root"
+		mount --make-rshared "${k}/root"
 		cat >"${k}/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

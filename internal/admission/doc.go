@@ -9,8 +9,10 @@
 //     signer's ClusterTrustBundle, mounted read-only in every container at
 //     /var/run/secrets/kzero.dev/identity/;
 //   - the node agent's SPIFFE Workload API: the node's directory
-//     /run/kzero/agent (a hostPath volume) mounted read-only at the same
-//     path, and SPIFFE_ENDPOINT_SOCKET=unix:///run/kzero/agent/agent.sock,
+//     /run/kzero/agent, as a read-only CSI inline volume of the agent's
+//     driver csi.kzero.dev (Pod Security restricted allows it, where it
+//     refuses hostPath), mounted read-only at the same path, and
+//     SPIFFE_ENDPOINT_SOCKET=unix:///run/kzero/agent/agent.sock,
 //     where SPIFFE clients look for the socket. A pod leaves it out with
 //     the annotation kzero.dev/workload-api: "false".
 //

@@ -72,10 +72,12 @@ type Result struct {
 // of its name), so that a pod is never given either twice:
 //
 //   - the identity volume, VolumeName, mounted read-only at MountPath;
-//   - the Workload API socket: the volume WorkloadAPIVolumeName, the
-//     node's directory v1alpha1.WorkloadAPIDir mounted read-only at the
-//     same path, and EndpointSocketEnv set to EndpointSocket; left out of
-//     pods annotated kzero.dev/workload-api: "false".
+//   - the Workload API socket: the volume WorkloadAPIVolumeName, a CSI
+//     inline volume of the node agent's driver v1alpha1.CSIDriverName
+//     (which binds the node's v1alpha1.WorkloadAPIDir, read-only),
+//     mounted read-only at v1alpha1.WorkloadAPIDir, and EndpointSocketEnv
+//     set to EndpointSocket; left out of pods annotated
+//     kzero.dev/workload-api: "false".
 //
 // Mounts go into every container and init container that has nothing at
 // their path yet; the variable into every one that does not set it in env
@@ -107,12 +109,7 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (Result, error) {
 	case hasVolume(pod, WorkloadAPIVolumeName):
 		notes = append(notes, "the pod already has the Workload API socket")
 	default:
-		// DirectoryOrCreate: a pod on a node whose agent has not started yet
-		// still starts, and finds the socket once the agent makes it.
-		dir := corev1.HostPathDirectoryOrCreate
-		add.volumes = append(add.volumes, corev1.Volume{Name: WorkloadAPIVolumeName, VolumeSource: corev1.VolumeSource{
-			HostPath: &corev1.HostPathVolumeSource{Path: v1alpha1.WorkloadAPIDir, Type: &dir},
-		}})
+		add.volumes = append(add.volumes, workloadAPIVolume())
 		add.mounts = append(add.mounts, corev1.VolumeMount{Name: WorkloadAPIVolumeName, MountPath: v1alpha1.WorkloadAPIDir, ReadOnly: true})
 		add.env = append(add.env, corev1.EnvVar{Name: EndpointSocketEnv, Value: EndpointSocket})
 		added = append(added, "Workload API socket")
@@ -138,6 +135,18 @@ func hasVolume(pod *corev1.Pod, name string) bool {
 		}
 	}
 	return false
+}
+
+// workloadAPIVolume is the node agent's Workload API directory as a CSI
+// inline volume, which Pod Security restricted allows (a hostPath volume
+// it refuses). The driver refuses a volume not marked read-only. A pod on
+// a node whose agent has not registered the driver yet waits in
+// ContainerCreating, and kubelet mounts the volume once it has.
+func workloadAPIVolume() corev1.Volume {
+	readOnly := true
+	return corev1.Volume{Name: WorkloadAPIVolumeName, VolumeSource: corev1.VolumeSource{
+		CSI: &corev1.CSIVolumeSource{Driver: v1alpha1.CSIDriverName, ReadOnly: &readOnly},
+	}}
 }
 
 // identityVolume projects the pod's certificate (kubelet makes the key

@@ -57,7 +57,7 @@ func apply(t *testing.T, p *corev1.Pod, patch []byte) *corev1.Pod {
 // What Mutate adds, as a pod's spec spells it.
 var (
 	signer      = "kzero.dev/identity"
-	directory   = corev1.HostPathDirectoryOrCreate
+	readOnly    = true
 	identityVol = corev1.Volume{Name: "kzero-identity", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 		Sources: []corev1.VolumeProjection{
 			{PodCertificate: &corev1.PodCertificateProjection{SignerName: "kzero.dev/identity", KeyType: "ECDSAP256", CredentialBundlePath: "credentialbundle.pem"}},
@@ -66,7 +66,7 @@ var (
 	}}}
 	identityMount = corev1.VolumeMount{Name: "kzero-identity", MountPath: "/var/run/secrets/kzero.dev/identity", ReadOnly: true}
 	socketVol     = corev1.Volume{Name: "kzero-workload-api", VolumeSource: corev1.VolumeSource{
-		HostPath: &corev1.HostPathVolumeSource{Path: "/run/kzero/agent", Type: &directory},
+		CSI: &corev1.CSIVolumeSource{Driver: "csi.kzero.dev", ReadOnly: &readOnly},
 	}}
 	socketMount = corev1.VolumeMount{Name: "kzero-workload-api", MountPath: "/run/kzero/agent", ReadOnly: true}
 	socketEnv   = corev1.EnvVar{Name: "SPIFFE_ENDPOINT_SOCKET", Value: "unix:///run/kzero/agent/agent.sock"}
@@ -224,7 +224,7 @@ func TestMutatePatch(t *testing.T) {
 		`{"op":"add","path":"/spec/volumes/-","value":{"name":"kzero-identity","projected":{"sources":[` +
 		`{"podCertificate":{"signerName":"kzero.dev/identity","keyType":"ECDSAP256","credentialBundlePath":"credentialbundle.pem"}},` +
 		`{"clusterTrustBundle":{"signerName":"kzero.dev/identity","labelSelector":{},"path":"bundle.pem"}}]}}},` +
-		`{"op":"add","path":"/spec/volumes/-","value":{"name":"kzero-workload-api","hostPath":{"path":"/run/kzero/agent","type":"DirectoryOrCreate"}}},` +
+		`{"op":"add","path":"/spec/volumes/-","value":{"name":"kzero-workload-api","csi":{"driver":"csi.kzero.dev","readOnly":true}}},` +
 		`{"op":"add","path":"/spec/initContainers/0/volumeMounts","value":[` +
 		`{"name":"kzero-identity","readOnly":true,"mountPath":"/var/run/secrets/kzero.dev/identity"},` +
 		`{"name":"kzero-workload-api","readOnly":true,"mountPath":"/run/kzero/agent"}]},` +

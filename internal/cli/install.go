@@ -22,11 +22,15 @@ func installCommand() *cobra.Command {
 kubectl apply -f -: the namespace (kzero-system), the AccessPolicy CRD, the
 authority's service account and least-privilege RBAC (docs/authority.md),
 its Deployment (two replicas, one leader), Service and
-PodDisruptionBudget, the node agent's DaemonSet, the mutating webhook that
-gives pods of enrolled namespaces (label kzero.dev/enrolled=true) their
-identity, and the validating webhook that refuses hostPath volumes there.
-The webhooks never see kube-system, kzero's namespace or namespaces that
-are not enrolled.
+PodDisruptionBudget, the node agent's RBAC, CSIDriver and DaemonSet, the
+mutating webhook that gives pods of enrolled namespaces (label
+kzero.dev/enrolled=true) their identity volume and the agent's Workload API
+socket (a read-only CSI inline volume of the agent's driver), and the
+validating webhook that refuses hostPath volumes there. The webhooks never
+see kube-system, kzero's namespace or namespaces that are not enrolled.
+--kubelet-dir must be kubelet's root directory on the nodes (its
+--root-dir): the agent mounts the pods' volumes and registers its CSI
+driver there.
 
 With --webhook-client-ca, the webhooks read reviews only from
 kube-apiserver: give the CA of the client certificate kube-apiserver
@@ -57,6 +61,7 @@ them reviews, and their audit events are marked unauthenticated.`,
 	f.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "the cluster's SPIFFE trust domain")
 	f.Int32Var(&o.Replicas, "replicas", 2, "replicas of the authority (one leads)")
 	f.StringVar(&pull, "pull-policy", string(corev1.PullIfNotPresent), "the image pull policy: Always, IfNotPresent or Never")
+	f.StringVar(&o.KubeletDir, "kubelet-dir", v1alpha1.KubeletDir, "kubelet's root directory on the nodes (kubelet's --root-dir)")
 	f.StringVar(&clientCA, "webhook-client-ca", "", "PEM file of the CA of the client certificate kube-apiserver presents to admission webhooks; empty: the webhooks do not authenticate kube-apiserver")
 	f.StringSliceVar(&o.WebhookClientNames, "webhook-client-name", nil, "a name (common name or DNS name) of kube-apiserver's webhook client certificate to accept; repeatable; empty: any certificate of --webhook-client-ca")
 	return c

@@ -2,8 +2,9 @@
 // cluster: its namespace, the AccessPolicy CRD, the authority's service
 // account and least-privilege RBAC, its Deployment (two replicas, one
 // leader), Service, PodDisruptionBudget, the node agent's service account,
-// RBAC and DaemonSet, and the mutating webhook that gives pods of enrolled
-// namespaces their identity and the agent's Workload API socket.
+// RBAC, CSIDriver and DaemonSet, and the mutating webhook that gives pods
+// of enrolled namespaces their identity and the agent's Workload API
+// socket.
 // `kzero install` prints them.
 package install
 
@@ -13,12 +14,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -97,6 +100,10 @@ type Options struct {
 	// WebhookClientNames are the names (common name or DNS name) accepted
 	// from WebhookClientCA; empty: any certificate it issued.
 	WebhookClientNames []string
+	// KubeletDir is kubelet's root directory on the nodes (kubelet's
+	// --root-dir); /var/lib/kubelet by default. The agent's CSI driver
+	// mounts pods' volumes under it and registers with kubelet there.
+	KubeletDir string
 }
 
 func (o *Options) defaults() error {
@@ -111,6 +118,9 @@ func (o *Options) defaults() error {
 	}
 	if o.PullPolicy == "" {
 		o.PullPolicy = corev1.PullIfNotPresent
+	}
+	if o.KubeletDir == "" {
+		o.KubeletDir = v1alpha1.KubeletDir
 	}
 	var errs []error
 	if o.Image == "" {
@@ -136,6 +146,9 @@ func (o *Options) defaults() error {
 		}
 	} else if len(o.WebhookClientNames) > 0 {
 		errs = append(errs, errors.New("webhookClientNames: given without webhookClientCA: name the CA whose certificates carry them"))
+	}
+	if !filepath.IsAbs(o.KubeletDir) || filepath.Clean(o.KubeletDir) != o.KubeletDir || o.KubeletDir == "/" {
+		errs = append(errs, fmt.Errorf("kubeletDir: %q: want kubelet's root directory on the nodes (its --root-dir), an absolute, clean path such as %s", o.KubeletDir, v1alpha1.KubeletDir))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("install: %w", errors.Join(errs...))
@@ -166,7 +179,7 @@ func Render(o Options) ([]byte, error) {
 	for _, obj := range []any{
 		serviceAccount(o), clusterRole(), clusterRoleBinding(o), role(o), roleBinding(o),
 		deployment(o), service(o), podDisruptionBudget(o),
-		agentServiceAccount(o), agentClusterRole(), agentClusterRoleBinding(o), daemonSet(o),
+		agentServiceAccount(o), agentClusterRole(), agentClusterRoleBinding(o), CSIDriver(), daemonSet(o),
 		webhook(o), validatingWebhook(o),
 	} {
 		if err := write(&out, obj, true); err != nil {
@@ -205,9 +218,10 @@ func meta(name, ns, component string) metav1.ObjectMeta {
 }
 
 // namespace is kzero's namespace. Its Pod Security level is privileged:
-// the agent's pods need the host's PID namespace and a hostPath volume,
-// which the baseline level already refuses. The authority's pods meet the
-// restricted level all the same (see deployment).
+// the agent's pods run privileged, in the host's PID namespace, with
+// hostPath volumes, all of which the baseline level already refuses. The
+// authority's pods meet the restricted level all the same (see
+// deployment).
 func namespace(o Options) *corev1.Namespace {
 	return &corev1.Namespace{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
@@ -439,14 +453,18 @@ func agentClusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 //   - hostPID: the kernel gives the PID of a caller on the socket
 //     (SO_PEERCRED) in the agent's PID namespace; only in the host's are
 //     other pods' processes, and their /proc/<pid>/cgroup, visible.
-//   - user 0 with no capability at all: /proc/<pid>/cgroup and
-//     /proc/<pid>/stat are readable by every user (mode 0444, and the
-//     kernel shows the fields read without a ptrace check), so reading
-//     them needs neither CAP_SYS_PTRACE nor CAP_DAC_READ_SEARCH; user 0 is
-//     for the socket's directory, which kubelet makes on the node owned by
-//     root, mode 0755.
+//   - privileged: the CSI driver bind-mounts the socket's directory into
+//     pods (mount(2) takes CAP_SYS_ADMIN), and those mounts must reach
+//     kubelet, on the node, through Bidirectional mount propagation, which
+//     the API server allows privileged containers only. User 0, as root
+//     owns kubelet's directories and the socket's.
 //   - the node's directory v1alpha1.WorkloadAPIDir, read-write: the
-//     socket every enrolled pod mounts.
+//     socket, which the CSI driver binds into pods read-only.
+//   - kubelet's pods directory, at the same path as on the node, with
+//     Bidirectional propagation: the CSI driver mounts the pods' volumes
+//     there, at the paths kubelet gives, and kubelet sees them.
+//   - kubelet's plugins/<driver> directory, for the CSI socket kubelet
+//     dials, and plugins_registry, where kubelet finds the driver.
 //   - a projected token for agentapi.TokenAudience, and the trust domain's
 //     CAs from the authority's ClusterTrustBundle, to attest to the
 //     authority and to verify it.
@@ -456,14 +474,21 @@ func agentClusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 // sets in the pods of the Service's namespace created after it: Render
 // puts the Service before the DaemonSet.
 func daemonSet(o Options) *appsv1.DaemonSet {
-	yes, no := true, false
+	yes := true
 	root := int64(0)
-	dirOrCreate := corev1.HostPathDirectoryOrCreate
+	dirOrCreate, dir := corev1.HostPathDirectoryOrCreate, corev1.HostPathDirectory
+	bidirectional := corev1.MountPropagationBidirectional
 	tokenSeconds := int64(AgentTokenSeconds)
 	ctb := v1alpha1.TrustBundleName(o.TrustDomain)
 	// defaults has checked the trust domain and the namespace (a DNS
 	// label, so a valid path segment): these cannot panic.
 	authorityID := spiffeid.RequireFromSegments(spiffeid.RequireTrustDomainFromString(o.TrustDomain), "ns", o.Namespace, "sa", Name)
+	podsDir := filepath.Join(o.KubeletDir, "pods")
+	pluginDir := filepath.Join(o.KubeletDir, "plugins", v1alpha1.CSIDriverName)
+	registryDir := filepath.Join(o.KubeletDir, "plugins_registry")
+	hostPath := func(name, path string, t *corev1.HostPathType) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: t}}}
+	}
 	return &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
 		ObjectMeta: meta(AgentName, o.Namespace, agent),
@@ -487,23 +512,30 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 							"--authority-id", authorityID.String(),
 							"--bundle-file", AgentAuthorityDir + "/" + AgentBundleFile,
 							"--token-file", AgentAuthorityDir + "/" + AgentTokenFile,
-							"--socket", v1alpha1.WorkloadAPISocket},
+							"--socket", v1alpha1.WorkloadAPISocket,
+							"--kubelet-dir", o.KubeletDir},
 						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 						},
-						SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root, RunAsNonRoot: &no,
-							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
-							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+						// Privileged: see above. It writes nothing but its
+						// sockets and the pods' mounts.
+						SecurityContext: &corev1.SecurityContext{Privileged: &yes, RunAsUser: &root, RunAsGroup: &root,
+							ReadOnlyRootFilesystem: &yes},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "workload-api", MountPath: v1alpha1.WorkloadAPIDir},
+							{Name: "kubelet-pods", MountPath: podsDir, MountPropagation: &bidirectional},
+							{Name: "csi-plugin", MountPath: pluginDir},
+							{Name: "plugins-registry", MountPath: registryDir},
 							{Name: "authority", MountPath: AgentAuthorityDir, ReadOnly: true},
 						},
 					}},
 					Volumes: []corev1.Volume{
-						{Name: "workload-api", VolumeSource: corev1.VolumeSource{
-							HostPath: &corev1.HostPathVolumeSource{Path: v1alpha1.WorkloadAPIDir, Type: &dirOrCreate}}},
+						hostPath("workload-api", v1alpha1.WorkloadAPIDir, &dirOrCreate),
+						hostPath("kubelet-pods", podsDir, &dir),
+						hostPath("csi-plugin", pluginDir, &dirOrCreate),
+						hostPath("plugins-registry", registryDir, &dir),
 						{Name: "authority", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 							{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Audience: agentapi.TokenAudience,
 								ExpirationSeconds: &tokenSeconds, Path: AgentTokenFile}},
@@ -512,6 +544,26 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 					},
 				},
 			},
+		},
+	}
+}
+
+// CSIDriver is the CSI driver the agent serves on every node, which brings
+// the Workload API's socket into pods as an inline volume: no controller
+// (attachRequired false), inline volumes only, the pod's name, namespace
+// and UID in every NodePublishVolume (podInfoOnMount, which the driver
+// checks against the target path), no change of ownership (fsGroupPolicy
+// None: the socket is open to every user, and the mount is read-only),
+// and no republishing.
+func CSIDriver() *storagev1.CSIDriver {
+	yes, no := true, false
+	none := storagev1.NoneFSGroupPolicy
+	return &storagev1.CSIDriver{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "storage.k8s.io/v1", Kind: "CSIDriver"},
+		ObjectMeta: meta(v1alpha1.CSIDriverName, "", agent),
+		Spec: storagev1.CSIDriverSpec{
+			AttachRequired: &no, PodInfoOnMount: &yes, RequiresRepublish: &no, FSGroupPolicy: &none,
+			VolumeLifecycleModes: []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecycleEphemeral},
 		},
 	}
 }

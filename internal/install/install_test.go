@@ -44,7 +44,7 @@ func TestRenderGolden(t *testing.T) {
 	}
 	kinds := map[string]int{}
 	wantKinds := map[string]int{"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 2, "ClusterRole": 2, "ClusterRoleBinding": 2,
-		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "DaemonSet": 1, "MutatingWebhookConfiguration": 1,
+		"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1, "CSIDriver": 1, "DaemonSet": 1, "MutatingWebhookConfiguration": 1,
 		"ValidatingWebhookConfiguration": 1}
 	r := utilyaml.NewYAMLReader(bufioReader(got))
 	for {
@@ -144,13 +144,14 @@ func TestNamesAgreeWithAuthority(t *testing.T) {
 }
 
 func TestRenderRefusals(t *testing.T) {
-	_, err := install.Render(install.Options{Namespace: "Bad_NS", TrustDomain: "Not A Domain", Replicas: -1, PullPolicy: "Sometimes"})
+	_, err := install.Render(install.Options{Namespace: "Bad_NS", TrustDomain: "Not A Domain", Replicas: -1, PullPolicy: "Sometimes", KubeletDir: "var/lib/kubelet"})
 	want := []string{
 		"install: image: required: name the kzero image to run, such as registry.example/kzero:v0.1.0",
 		`namespace: "Bad_NS"`,
 		`trustDomain: "Not A Domain"`,
 		"replicas: -1: at least 1",
 		`pullPolicy: "Sometimes" is not Always, IfNotPresent or Never`,
+		`kubeletDir: "var/lib/kubelet": want kubelet's root directory on the nodes (its --root-dir), an absolute, clean path such as /var/lib/kubelet`,
 	}
 	if err == nil {
 		t.Fatal("Render accepted bad options")

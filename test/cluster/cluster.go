@@ -199,11 +199,19 @@ func (h *Harness) Cluster() (*Cluster, error) {
 	return &Cluster{Mode: mode, Kubeconfig: kubeconfig, Config: cfg, Client: client, h: h}, nil
 }
 
+// KubeletDir is kubelet's root directory (its --root-dir) on the node, a
+// shared mount (hack/cluster/up.sh): what kzero install's KubeletDir must
+// be for the agent's CSI driver on this cluster. It needs a cluster in
+// node mode.
+func (c *Cluster) KubeletDir() string {
+	return filepath.Join(c.h.RunDir, "kubelet", "root")
+}
+
 // ProjectedVolumeDir is where kubelet writes the projected volume named
 // volume of the pod with the given UID. It needs a cluster in node mode;
 // reading it needs root, as kubelet does.
 func (c *Cluster) ProjectedVolumeDir(podUID, volume string) string {
-	return filepath.Join(c.h.RunDir, "kubelet", "root", "pods", podUID, "volumes", "kubernetes.io~projected", volume)
+	return filepath.Join(c.KubeletDir(), "pods", podUID, "volumes", "kubernetes.io~projected", volume)
 }
 
 // LoadImage builds the Go package pkg (a path in the repository such as

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,10 @@ import (
 	"google.golang.org/grpc/status"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
@@ -120,12 +124,19 @@ func startAgentAPI(t testing.TB, client kubernetes.Interface, storeNS, addr stri
 }
 
 // startAgent runs the node agent as kzero install ships it, in storeNS,
-// calling the agent API at apiAddr, and waits until its socket is there.
+// calling the agent API at apiAddr, with its CSIDriver, and waits until
+// its socket is there and kubelet has registered its CSI driver.
 func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
 	t.Helper()
 	ctx := t.Context()
-	ds, sa, role, binding, err := install.Agent(install.Options{Image: kzeroImage, Namespace: storeNS, PullPolicy: corev1.PullNever})
+	ds, sa, role, binding, err := install.Agent(install.Options{Image: kzeroImage, Namespace: storeNS, PullPolicy: corev1.PullNever,
+		KubeletDir: kube.KubeletDir()})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// One CSIDriver for the cluster, as kzero install makes it: the
+	// agents of every test serve the same driver, in turn.
+	if _, err := kube.Client.StorageV1().CSIDrivers().Create(ctx, install.CSIDriver(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	c := ds.Spec.Template.Spec.Containers[0]
@@ -158,11 +169,18 @@ func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
 			return false, nil
 		}
 		pod = &l.Items[0]
-		_, err = os.Stat(v1alpha1.WorkloadAPISocket)
-		return err == nil, nil
+		if _, err = os.Stat(v1alpha1.WorkloadAPISocket); err != nil {
+			return false, nil
+		}
+		// kubelet has registered the driver once the node's CSINode
+		// lists it, with the node ID the driver gave.
+		n, err := kube.Client.StorageV1().CSINodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
+		return err == nil && slices.ContainsFunc(n.Spec.Drivers, func(d storagev1.CSINodeDriver) bool {
+			return d.Name == v1alpha1.CSIDriverName && d.NodeID == pod.Spec.NodeName
+		}), nil
 	})
 	if err != nil {
-		t.Fatalf("the agent did not start and make its socket %s: %v", v1alpha1.WorkloadAPISocket, err)
+		t.Fatalf("the agent did not start, make its socket %s and register its CSI driver with kubelet: %v", v1alpha1.WorkloadAPISocket, err)
 	}
 	return pod
 }
@@ -170,7 +188,9 @@ func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
 // TestWorkloadAPI is issue 6's acceptance on the real cluster: the agent,
 // a DaemonSet as kzero install ships it, attests to the authority and
 // serves the Workload API to the pods of enrolled namespaces, which reach
-// its socket with nothing in their manifests.
+// its socket with nothing in their manifests, through its CSI driver's
+// read-only inline volume, in a namespace that enforces Pod Security
+// restricted.
 func TestWorkloadAPI(t *testing.T) {
 	if err := loadAgentImages(); err != nil {
 		t.Fatal(err)
@@ -183,13 +203,91 @@ func TestWorkloadAPI(t *testing.T) {
 	api := startAgentAPI(t, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, apiOut)
 	agentPod := startAgent(t, storeNS, api.addr)
 	enrolled := enrolledWithSA(t, "web")
+	restrict(t, enrolled)
 	wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", enrolled)
 
 	pod := testPod("workload")
 	pod.Spec.ServiceAccountName = "web"
 	pod.Spec.Containers[0].Image = workloadImage
 	createPod(t, enrolled, pod)
-	waitPod(t, enrolled, "workload", 2*time.Minute, ready)
+	p := waitPod(t, enrolled, "workload", 2*time.Minute, ready)
+
+	t.Run("the socket comes through the agent's CSI driver, read-only, in a restricted namespace", func(t *testing.T) {
+		i := slices.IndexFunc(p.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == admission.WorkloadAPIVolumeName })
+		if i < 0 || p.Spec.Volumes[i].CSI == nil || p.Spec.Volumes[i].CSI.Driver != v1alpha1.CSIDriverName ||
+			p.Spec.Volumes[i].CSI.ReadOnly == nil || !*p.Spec.Volumes[i].CSI.ReadOnly || p.Spec.Volumes[i].HostPath != nil {
+			t.Fatalf("the pod's volumes: %+v, want %s as a read-only CSI volume of %s", p.Spec.Volumes, admission.WorkloadAPIVolumeName, v1alpha1.CSIDriverName)
+		}
+		// The namespace does enforce restricted: a hostPath is refused.
+		hp := testPod("hostpath")
+		hp.Spec.Volumes = []corev1.Volume{{Name: "node", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: v1alpha1.WorkloadAPIDir}}}}
+		_, err := kube.Client.CoreV1().Pods(enrolled).Create(t.Context(), hp, metav1.CreateOptions{})
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "violates PodSecurity \"restricted:latest\"") {
+			t.Errorf("a hostPath pod in the restricted namespace: %v, want Forbidden by PodSecurity", err)
+		}
+	})
+
+	t.Run("a pod cannot write into the socket's directory", func(t *testing.T) {
+		w := testPod("tamper", "tamper")
+		w.Spec.ServiceAccountName = "web"
+		w.Spec.Containers[0].Image = workloadImage
+		createPod(t, enrolled, w)
+		waitPod(t, enrolled, "tamper", 2*time.Minute, succeeded)
+		log := podLog(t, enrolled, "tamper")
+		for _, want := range []string{
+			"create: open " + v1alpha1.WorkloadAPIDir + "/planted: read-only file system",
+			"remove: remove " + v1alpha1.WorkloadAPISocket + ": read-only file system",
+		} {
+			if !strings.Contains(log, want) {
+				t.Errorf("the tampering pod printed\n%s\nwant %q", log, want)
+			}
+		}
+		if _, err := os.Stat(v1alpha1.WorkloadAPIDir + "/planted"); err == nil {
+			t.Error("the node's socket directory holds the pod's file")
+		}
+		if _, err := os.Stat(v1alpha1.WorkloadAPISocket); err != nil {
+			t.Errorf("the agent's socket: %v", err)
+		}
+	})
+
+	t.Run("a CSI volume not marked read-only is refused, and its pod does not start", func(t *testing.T) {
+		rw := testPod("writable")
+		rw.Spec.ServiceAccountName = "web"
+		rw.Spec.Containers[0].Image = workloadImage
+		// Its own volume of the webhook's name: the webhook adds none.
+		rw.Spec.Volumes = []corev1.Volume{{Name: admission.WorkloadAPIVolumeName, VolumeSource: corev1.VolumeSource{
+			CSI: &corev1.CSIVolumeSource{Driver: v1alpha1.CSIDriverName}}}}
+		rw.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: admission.WorkloadAPIVolumeName, MountPath: "/writable"}}
+		createPod(t, enrolled, rw)
+		const want = "rpc error: code = InvalidArgument desc = the volume of the CSI driver csi.kzero.dev must be read-only: set readOnly: true in the pod's csi volume"
+		var seen string
+		err := wait.PollUntilContextTimeout(t.Context(), time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+			evs, err := kube.Client.CoreV1().Events(enrolled).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=writable"})
+			if err != nil {
+				return false, nil
+			}
+			for _, e := range evs.Items {
+				if e.Reason == "FailedMount" {
+					seen = e.Message
+					if strings.Contains(e.Message, want) {
+						return true, nil
+					}
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatalf("no FailedMount event saying %q (last: %q): %v", want, seen, err)
+		}
+		t.Logf("the pod's event: %s", seen)
+		got, err := kube.Client.CoreV1().Pods(enrolled).Get(t.Context(), "writable", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.Phase != corev1.PodPending || slices.ContainsFunc(got.Status.ContainerStatuses, func(s corev1.ContainerStatus) bool { return s.State.Running != nil }) {
+			t.Errorf("the pod with a writable CSI volume is %s: %+v, want Pending, its container not started", got.Status.Phase, got.Status.ContainerStatuses)
+		}
+	})
 
 	t.Run("a pod gets its X.509-SVID, bundle and JWT-SVID through the socket", func(t *testing.T) {
 		for _, want := range []string{"x509: " + wantID + " serial ", "jwt-api: " + wantID + "\n", "jwt-bundle: " + wantID + "\n", "stream 1: " + wantID + " serial "} {
@@ -296,6 +394,15 @@ func TestWorkloadAPI(t *testing.T) {
 		createPod(t, enrolled, pod)
 		waitLog(t, enrolled, "later", "jwt-bundle: "+wantID+"\n", 2*time.Minute)
 	})
+}
+
+// restrict makes namespace ns enforce Pod Security restricted.
+func restrict(t testing.TB, ns string) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted"}}}`)
+	if _, err := kube.Client.CoreV1().Namespaces().Patch(t.Context(), ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("label namespace %s restricted: %v", ns, err)
+	}
 }
 
 // otherNodePod makes a node with no kubelet and binds a pod of ns, running

@@ -13,6 +13,15 @@
 //
 // so that a test sees rotations arrive without a reconnection. It exits 1
 // on any error, and prints it.
+//
+// With the argument tamper, it tries instead what a hostile workload
+// would with the socket's directory: make a file in it and remove the
+// socket, and prints
+//
+//	create: ERROR
+//	remove: ERROR
+//
+// ("ok" where it succeeded), then exits 0.
 package main
 
 import (
@@ -22,6 +31,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -41,10 +51,27 @@ const audience = "kzero-e2e"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) == 2 && os.Args[1] == "tamper" {
+		tamper()
+		return
+	}
 	if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
+}
+
+// tamper tries to write into the directory of SPIFFE_ENDPOINT_SOCKET.
+func tamper() {
+	sock := strings.TrimPrefix(os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "unix://")
+	result := func(err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		return "ok"
+	}
+	fmt.Println("create:", result(os.WriteFile(filepath.Join(filepath.Dir(sock), "planted"), []byte("x"), 0o600)))
+	fmt.Println("remove:", result(os.Remove(sock)))
 }
 
 func run(ctx context.Context) error {
