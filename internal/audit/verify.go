@@ -173,8 +173,7 @@ func (v *verifier) line(n int, l logLine) error {
 	if err != nil {
 		return v.fail(n, nil, err)
 	}
-	first := len(v.rep.Chains) == 0
-	fresh := v.opts.Stream && rec.Seq == 1 && rec.Prev == zeroPrev
+	first, fresh := len(v.rep.Chains) == 0, v.startsChain(rec)
 	if fresh && !first {
 		if err := v.endChain(); err != nil {
 			return err
@@ -209,6 +208,12 @@ func (v *verifier) line(n int, l logLine) error {
 	}
 	v.count(n, rec)
 	return nil
+}
+
+// startsChain reports whether rec, if parsed, begins a new chain of a
+// stream: record 1, linked to nothing. (A file holds one chain.)
+func (v *verifier) startsChain(rec *record) bool {
+	return v.opts.Stream && rec != nil && rec.Seq == 1 && rec.Prev == zeroPrev
 }
 
 // begin starts a chain at rec, the n-th line, which continues start.
@@ -292,13 +297,10 @@ func (v *verifier) fail(n int, rec *record, err error) error {
 	}
 	re.Line, re.Seq = n, 0
 	switch {
+	case v.startsChain(rec):
+		re.Seq = 1
 	case len(v.rep.Chains) > 0:
 		re.Seq = v.rep.Chains[len(v.rep.Chains)-1].Last.Seq + 1
-		if rec != nil && rec.Seq == 1 && rec.Prev == zeroPrev && v.opts.Stream {
-			re.Seq = 1
-		}
-	case rec != nil && v.opts.Stream && rec.Seq == 1 && rec.Prev == zeroPrev:
-		re.Seq = 1
 	case !v.opts.Continues:
 		re.Seq = v.opts.After.Seq + 1
 	case rec != nil:
