@@ -74,3 +74,19 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyStream reads a stream of 1000 events and their
+// checkpoint, with the component's log lines between them.
+func BenchmarkVerifyStream(b *testing.B) {
+	c := newTestCA(b)
+	var w bytes.Buffer
+	writeStream(b, &w, c.svid(b, agentID), &clock{now: t0}, 1000, 1000, true)
+	log := w.Bytes()
+	b.SetBytes(int64(len(log)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := audit.Verify(bytes.NewReader(log), audit.Options{Stream: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

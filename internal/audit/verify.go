@@ -357,6 +357,10 @@ func (lr *lineReader) next() (logLine, error) {
 	var l logLine
 	for {
 		chunk, err := lr.r.ReadSlice('\n')
+		if err == nil && len(lr.buf) == 0 && len(chunk) <= MaxLineSize+1 {
+			l.text = chunk[:len(chunk)-1] // the whole line in the reader's buffer: no copy
+			return l, nil
+		}
 		if room := MaxLineSize + 1 - len(lr.buf); len(chunk) > room {
 			chunk, l.long = chunk[:room], true
 		}

@@ -352,3 +352,20 @@ func TestAuditVerifySeveralFiles(t *testing.T) {
 		t.Errorf("files out of order: %v", err)
 	}
 }
+
+// TestAuditVerifyHelp: every flag is explained, and --allow-unsigned says
+// what is then not proven.
+func TestAuditVerifyHelp(t *testing.T) {
+	out, err := run("audit", "verify", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--bundle", "--trust-domain", "--signer", "--allow-unsigned", "--continues", "--stream"} {
+		if !strings.Contains(out, "  "+flag+" ") {
+			t.Errorf("--help does not explain %s:\n%s", flag, out)
+		}
+	}
+	if !strings.Contains(out, "so who wrote it is not proven") {
+		t.Errorf("--allow-unsigned does not say what is not proven:\n%s", out)
+	}
+}
