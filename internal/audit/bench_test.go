@@ -8,30 +8,47 @@ import (
 	"kzero.dev/kzero/internal/audit"
 )
 
-// BenchmarkRecord is the hot path of every decision: stamp, validate and
-// encode an access event, write it to the stream, chain it (SHA-256) and
-// write it to the file, with a signed checkpoint every 1000 records (its
-// ECDSA signature amortized).
+// BenchmarkRecord is the hot path of every decision, as a component with
+// an SVID records it: stamp, validate and encode an access event, chain it
+// (SHA-256) and write it to the stream, with a signed checkpoint every
+// 1000 records (its ECDSA signature amortized).
 func BenchmarkRecord(b *testing.B) {
-	c := newTestCA(b)
-	chain, err := audit.NewChain(io.Discard, audit.ChainConfig{Component: audit.ComponentAgent, SVIDs: source{svid: c.svid(b, agentID)}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: io.Discard, Chain: chain})
+	stream := benchChain(b, newTestCA(b))
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Chains: []*audit.Chain{stream}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchRecord(b, rec)
 }
 
-// BenchmarkRecordStreamOnly is the same without the chained file.
-func BenchmarkRecordStreamOnly(b *testing.B) {
+// BenchmarkRecordPlain is the same event written plain, unchained: a
+// component with no SVID, and the stream before it carried the chain.
+func BenchmarkRecordPlain(b *testing.B) {
 	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: io.Discard})
 	if err != nil {
 		b.Fatal(err)
 	}
 	benchRecord(b, rec)
+}
+
+// BenchmarkRecordStreamAndFile chains the event twice: to the stream and
+// to a chained file.
+func BenchmarkRecordStreamAndFile(b *testing.B) {
+	c := newTestCA(b)
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Chains: []*audit.Chain{benchChain(b, c), benchChain(b, c)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchRecord(b, rec)
+}
+
+// benchChain is a chain to io.Discard with the default checkpoints.
+func benchChain(b *testing.B, c *testCA) *audit.Chain {
+	chain, err := audit.NewChain(io.Discard, audit.ChainConfig{Component: audit.ComponentAgent, SVIDs: source{svid: c.svid(b, agentID)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return chain
 }
 
 // benchRecord records one access event per iteration.
@@ -53,6 +70,22 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := audit.Verify(bytes.NewReader(log), audit.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyStream reads a stream of 1000 events and their
+// checkpoint, with the component's log lines between them.
+func BenchmarkVerifyStream(b *testing.B) {
+	c := newTestCA(b)
+	var w bytes.Buffer
+	writeStream(b, &w, c.svid(b, agentID), &clock{now: t0}, 1000, 1000, true)
+	log := w.Bytes()
+	b.SetBytes(int64(len(log)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := audit.Verify(bytes.NewReader(log), audit.Options{Stream: true}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -23,7 +23,7 @@ const (
 
 // ChainConfig configures a Chain. Zero values mean the defaults.
 type ChainConfig struct {
-	// Component is the role writing the file; it is stamped on
+	// Component is the role writing the chain; it is stamped on
 	// checkpoints. Required.
 	Component Component
 	// SVIDs gives the component's current X.509-SVID, whose key signs
@@ -37,8 +37,9 @@ type ChainConfig struct {
 	// record is followed by one, and how often Run checkpoints;
 	// DefaultCheckpointInterval by default.
 	Interval time.Duration
-	// Start is where the file's chain continues: the zero Head for a new
-	// chain, Report.Last of the file's existing records (see OpenFile).
+	// Start is where the chain continues: the zero Head for a new chain
+	// (a stream, at every start of the component), Report.Last of a
+	// file's existing records (see OpenFile).
 	Start Head
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -48,9 +49,10 @@ type ChainConfig struct {
 	Logger *slog.Logger
 }
 
-// Chain appends records to a hash-chained file, each linked by SHA-256 to
-// the one before it, with signed checkpoints. It is safe for concurrent
-// use; records are written in the order Append is called. A write error
+// Chain appends records to a hash-chained log, each linked by SHA-256 to
+// the one before it, with signed checkpoints: the component's stream
+// (os.Stdout), or a file. It is safe for concurrent use; records are
+// written in the order Append is called, each in one Write. A write error
 // is returned and breaks the chain: every later call returns ErrBroken.
 type Chain struct {
 	cfg ChainConfig
@@ -64,8 +66,8 @@ type Chain struct {
 	buf      []byte
 }
 
-// NewChain returns a Chain that appends to w, which should be a file
-// opened for appending (see OpenFile).
+// NewChain returns a Chain that appends to w: os.Stdout, or a file opened
+// for appending (see OpenFile).
 func NewChain(w io.Writer, cfg ChainConfig) (*Chain, error) {
 	if w == nil {
 		return nil, fmt.Errorf("audit: NewChain: nil writer")

@@ -11,9 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -67,10 +68,11 @@ func sign(svid *x509svid.SVID, msg []byte, now time.Time, rnd io.Reader) ([]byte
 }
 
 // verifyCheckpoint checks a checkpoint's signature with the key of its
-// certificate chain's leaf, that the leaf names the checkpoint's signer
-// and, with a bundle, that the chain is an X.509-SVID of the trust domain
-// valid at the checkpoint's time.
-func verifyCheckpoint(r *record, bundle x509bundle.Source, td spiffeid.TrustDomain) error {
+// certificate chain's leaf, that the leaf names the checkpoint's signer,
+// that the signer is one opts trusts (its trust domain, its Signers) and,
+// with a bundle, that the chain is an X.509-SVID of the trust domain valid
+// at the checkpoint's time.
+func verifyCheckpoint(r *record, opts *Options) error {
 	bad := func(kind error, cause error, format string, args ...any) error {
 		return &RecordError{Kind: kind, Cause: cause, Detail: fmt.Sprintf(format, args...)}
 	}
@@ -98,15 +100,31 @@ func verifyCheckpoint(r *record, bundle x509bundle.Source, td spiffeid.TrustDoma
 	if err != nil || !ecdsa.VerifyASN1(certs[0].PublicKey.(*ecdsa.PublicKey), digest(h, r.signed), sig) {
 		return bad(ErrSignature, err, "checkpoint's signature does not verify: the checkpoint was changed or forged")
 	}
-	if !td.IsZero() && !id.MemberOf(td) {
+	if td := opts.TrustDomain; !td.IsZero() && !id.MemberOf(td) {
 		return bad(ErrUntrusted, nil, "checkpoint signed by %s, outside the trust domain %s", id, td)
 	}
-	if bundle == nil {
+	if len(opts.Signers) > 0 && !slices.Contains(opts.Signers, id) {
+		return bad(ErrUntrusted, nil, "checkpoint signed by %s, not by %s: another workload signed it, and may have written every record before it (if that signer is expected, name it with --signer)",
+			id, signerList(opts.Signers))
+	}
+	if opts.Bundle == nil {
 		return nil
 	}
-	if _, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(r.Time)); err != nil {
+	if _, _, err := x509svid.Verify(certs, opts.Bundle, x509svid.WithTime(r.Time)); err != nil {
 		return bad(ErrUntrusted, err, "checkpoint signed by %s, whose certificate does not verify against the bundle at %s: %v",
 			id, r.Time.UTC().Format(time.RFC3339), err)
 	}
 	return nil
+}
+
+// signerList names the expected signers: "a", "a or b", "a, b or c".
+func signerList(ids []spiffeid.ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
 }

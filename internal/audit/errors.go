@@ -6,7 +6,7 @@ import (
 )
 
 // Sentinel errors. Verify's failures are a *RecordError whose Unwrap
-// returns one of the Err* sentinels below ErrEmpty, so that a machine
+// returns one of the Err* sentinels after ErrEmpty, so that a machine
 // decides with errors.Is and a person reads the RecordError's message.
 var (
 	// ErrInvalidEvent: an event that does not follow the schema, returned
@@ -14,9 +14,9 @@ var (
 	ErrInvalidEvent = errors.New("audit: invalid event")
 	// ErrClosed: a Recorder or Chain used after Close.
 	ErrClosed = errors.New("audit: closed")
-	// ErrBroken: an earlier write to the chained file failed, so that the
-	// file may end in part of a record; nothing more is appended to it.
-	ErrBroken = errors.New("audit: chained file broken by an earlier write error")
+	// ErrBroken: an earlier write to a chain's stream or file failed, so
+	// that it may end in part of a record; nothing more is appended to it.
+	ErrBroken = errors.New("audit: chain broken by an earlier write error")
 	// ErrCheckpoint: a checkpoint could not be signed or written. The
 	// record before it was written.
 	ErrCheckpoint = errors.New("audit: checkpoint failed")
@@ -35,22 +35,35 @@ var (
 	// ErrSignature: a checkpoint whose signature or certificate chain
 	// does not verify.
 	ErrSignature = errors.New("audit: bad checkpoint signature")
-	// ErrUntrusted: a checkpoint whose certificate chain does not verify
-	// against the trust bundle, or whose signer is outside the trust domain.
+	// ErrUntrusted: a checkpoint signed by someone the verifier does not
+	// trust: a signer that is not one of Options.Signers, outside the
+	// trust domain, or whose certificate chain does not verify against the
+	// trust bundle. Every pod of an enrolled namespace holds an SVID of the
+	// trust domain, so only the expected signer proves who wrote the log.
 	ErrUntrusted = errors.New("audit: checkpoint signer not trusted")
+	// ErrUnsigned: a chain that holds no checkpoint, when
+	// Options.AllowUnsigned is false: anyone can compute a chain's
+	// hashes, so nothing proves who wrote it.
+	ErrUnsigned = errors.New("audit: chain not signed")
+	// ErrBackdated: a checkpoint dated before the checkpoint before it: it
+	// was signed later than it claims (with a key since expired, say), or
+	// moved, or the writer's clock went back.
+	ErrBackdated = errors.New("audit: checkpoint older than the one before it")
 )
 
 // RecordError names the first bad record of a log and says what is wrong
 // with it.
 type RecordError struct {
-	// Line is the line's number in the file, from 1.
+	// Line is the line's number in the log, from 1; for ErrUnsigned, the
+	// line of the chain's last record.
 	Line int
 	// Seq is the sequence number the record on that line should have,
 	// one more than the last good record's; 0 when unknown (the first line
-	// of a file that continues another).
+	// of a file that continues another). For ErrUnsigned, the chain's last
+	// record's.
 	Seq uint64
 	// Kind is one of the sentinels ErrMalformed, ErrChanged, ErrSequence,
-	// ErrSignature, ErrUntrusted.
+	// ErrSignature, ErrUntrusted, ErrUnsigned, ErrBackdated.
 	Kind error
 	// Detail says what is wrong and what it means, without the prefix.
 	Detail string

@@ -11,8 +11,11 @@ import (
 // opts, so that a Chain continues them: pass the returned Head as
 // ChainConfig.Start (the zero Head for a new or empty file). A file that
 // does not verify is refused, and left as it is: move it aside, keep it as
-// evidence, and start a new one.
+// evidence, and start a new one. A file that ends with no checkpoint (its
+// writer stopped before signing one) is continued: the next checkpoint
+// signs its records too, so opts.AllowUnsigned is set.
 func OpenFile(path string, opts Options) (*os.File, Head, error) {
+	opts.AllowUnsigned, opts.Stream = true, false
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600) //nolint:gosec // the path is the operator's configuration
 	if err != nil {
 		return nil, Head{}, fmt.Errorf("audit: opening the chained file: %w", err)

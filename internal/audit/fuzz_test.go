@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"kzero.dev/kzero/internal/audit"
 )
 
@@ -18,23 +20,34 @@ import (
 // writes it again.
 var writeSeeds = flag.Bool("write-seeds", false, "write the fuzz seed corpus to testdata/fuzz")
 
-// FuzzVerify: any bytes as a log never panic; a failure is a *RecordError,
-// ErrEmpty or a read error; a log that verifies reports counts that add up.
+// FuzzVerify: any bytes as a log, a chained file or a stream, never panic;
+// a failure is a *RecordError, ErrEmpty or a read error; a log that
+// verifies reports counts that add up.
 func FuzzVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, log []byte) {
-		rep, err := audit.Verify(bytes.NewReader(log), audit.Options{Continues: true})
-		if err != nil {
-			var re *audit.RecordError
-			if !errors.As(err, &re) && !errors.Is(err, audit.ErrEmpty) {
-				t.Fatalf("error is a %T: %v", err, err)
+		for _, stream := range []bool{false, true} {
+			rep, err := audit.Verify(bytes.NewReader(log), audit.Options{Continues: true, Stream: stream, AllowUnsigned: true})
+			if err != nil {
+				var re *audit.RecordError
+				if !errors.As(err, &re) && !errors.Is(err, audit.ErrEmpty) {
+					t.Fatalf("stream %t: error is a %T: %v", stream, err, err)
+				}
+				if re != nil && (re.Line < 1 || re.Detail == "") {
+					t.Fatalf("stream %t: record error without a line or detail: %+v", stream, re)
+				}
+				continue
 			}
-			if re != nil && (re.Line < 1 || re.Detail == "") {
-				t.Fatalf("record error without a line or detail: %+v", re)
+			n, records := 0, 0
+			for _, c := range rep.Chains {
+				if c.Last.Seq-c.First.Seq != uint64(c.Records+c.Checkpoints) || c.UnsignedTail > c.Records || c.FirstLine > c.LastLine {
+					t.Fatalf("stream %t: chain does not add up: %+v", stream, c)
+				}
+				n += c.Records + c.Checkpoints
+				records += c.Records
 			}
-			return
-		}
-		if n := rep.Records + rep.Checkpoints; uint64(n) != rep.Last.Seq-rep.First.Seq || rep.UnsignedTail > rep.Records {
-			t.Fatalf("report does not add up: %+v", rep)
+			if n != rep.Records+rep.Checkpoints || records != rep.Records || (!stream && (len(rep.Chains) != 1 || rep.Skipped != 0)) {
+				t.Fatalf("stream %t: report does not add up: %+v", stream, rep)
+			}
 		}
 	})
 }
@@ -62,6 +75,42 @@ func FuzzTamper(f *testing.F) {
 	})
 }
 
+// FuzzTamperStream: changing any one byte of a real signed stream,
+// interleaved with the component's other lines, is found, or leaves its
+// records as they were (a byte of another line), or shows in the report
+// (the last checkpoint no longer a record: an unsigned tail).
+func FuzzTamperStream(f *testing.F) {
+	c := newTestCA(f)
+	var w bytes.Buffer
+	writeStream(f, &w, c.svid(f, agentID), &clock{now: t0}, 6, 3, true)
+	stream := w.Bytes()
+	opts := audit.Options{Stream: true, Bundle: c.bundle(), Signers: []spiffeid.ID{agentID}}
+	orig, err := audit.Verify(bytes.NewReader(stream), opts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, pos uint, b byte) {
+		i := int(pos % uint(len(stream)))
+		if stream[i] == b {
+			return
+		}
+		tampered := bytes.Clone(stream)
+		tampered[i] = b
+		rep, err := audit.Verify(bytes.NewReader(tampered), opts)
+		if err != nil {
+			return
+		}
+		start := bytes.LastIndexByte(stream[:i], '\n') + 1
+		inRecord := bytes.HasPrefix(stream[start:], []byte(`{"schema":"kzero.dev/audit/`))
+		if inRecord && rep.Last == orig.Last && rep.Checkpoints == orig.Checkpoints && rep.Records == orig.Records {
+			t.Fatalf("byte %d of a record changed to %q: verifies as before: %+v", i, b, rep)
+		}
+		if !inRecord && (rep.Last != orig.Last || rep.Records != orig.Records) {
+			t.Fatalf("byte %d of another line changed to %q: records changed: %+v", i, b, rep)
+		}
+	})
+}
+
 // TestWriteFuzzSeeds writes the seed corpus when asked with -write-seeds.
 func TestWriteFuzzSeeds(t *testing.T) {
 	if !*writeSeeds {
@@ -70,6 +119,11 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	fx := writeLog(t, nil, 4, 2)
 	good := fx.file.Bytes()
 	ls := lines(good)
+	var stream, twoRuns bytes.Buffer
+	clk := &clock{now: t0}
+	writeStream(t, &stream, fx.svid, clk, 4, 2, true)
+	twoRuns.Write(stream.Bytes())
+	writeStream(t, &twoRuns, fx.svid, clk, 2, 100, false)
 	write(t, "FuzzVerify", map[string]any{
 		"valid":        good,
 		"empty":        []byte{},
@@ -80,12 +134,25 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"stdout-event": fx.stdout.Bytes(),
 		"blank-lines":  []byte("\n\n"),
 		"no-hash":      []byte(`{"schema":"kzero.dev/audit/v1","seq":1,"prev":"` + strings.Repeat("0", 64) + `"}` + "\n"),
+		"stream":       stream.Bytes(),
+		"two-runs":     twoRuns.Bytes(),
+		"timestamps":   []byte("2026-07-01T12:00:00.123Z " + string(ls[0]) + "\n"),
 	})
 	write(t, "FuzzTamper", map[string]any{
 		"first-byte":   [2]any{uint(0), byte('x')},
 		"newline":      [2]any{uint(bytes.IndexByte(good, '\n')), byte('x')},
 		"into-newline": [2]any{uint(40), byte('\n')},
 		"far":          [2]any{uint(1 << 20), byte('0')},
+	})
+	var ts bytes.Buffer // as FuzzTamperStream writes it
+	writeStream(t, &ts, fx.svid, &clock{now: t0}, 6, 3, true)
+	rl := recordLines(ts.Bytes())
+	lineStart := func(n int) uint { return uint(len(join(lines(ts.Bytes())[:n-1]))) }
+	write(t, "FuzzTamperStream", map[string]any{
+		"record-first-byte":     [2]any{lineStart(rl[1]), byte(' ')},
+		"last-checkpoint-start": [2]any{lineStart(rl[len(rl)-1]), byte('x')},
+		"log-line":              [2]any{uint(3), byte('x')},
+		"newline-in-record":     [2]any{lineStart(rl[2]) + 30, byte('\n')},
 	})
 }
 

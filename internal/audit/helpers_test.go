@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"testing"
@@ -135,7 +136,7 @@ func writeLog(t testing.TB, c *testCA, n, every int) *logFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: &f.stdout, Chain: chain, Now: clk.Now, Rand: &counter{}})
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: &f.stdout, Chains: []*audit.Chain{chain}, Now: clk.Now, Rand: &counter{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,4 +159,58 @@ func lines(b []byte) [][]byte {
 // join makes a log of lines.
 func join(ls [][]byte) []byte {
 	return append(bytes.Join(ls, []byte("\n")), '\n')
+}
+
+// writeStream writes n access events to w as a component with svid does
+// to its standard output, chained, with a checkpoint every `every` records
+// and, if closed, on Close; between them, as kubectl logs merges them,
+// the lines the component writes to standard error: its slog JSON lines, a
+// client-go text line, an empty line.
+func writeStream(t testing.TB, w *bytes.Buffer, svid *x509svid.SVID, clk *clock, n, every int, closed bool) {
+	t.Helper()
+	chain, err := audit.NewChain(w, audit.ChainConfig{
+		Component: audit.ComponentAgent, SVIDs: source{svid: svid}, Every: every, Interval: time.Hour, Now: clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Chains: []*audit.Chain{chain}, Now: clk.Now, Rand: &counter{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			a.Value = slog.TimeValue(clk.Now())
+		}
+		return a
+	}}))
+	log.Info("starting", "component", "agent")
+	for i := range n {
+		log.Info("decided", "request", i)
+		if i%3 == 1 {
+			w.WriteString("W0701 12:00:00.000000       1 reflector.go:561] watch of *v1.Pod ended with: an error on the server\n\n")
+		}
+		if err := rec.Record(accessEvent(i)); err != nil {
+			t.Fatalf("Record %d: %v", i, err)
+		}
+	}
+	if !closed {
+		return
+	}
+	log.Info("stopping")
+	if err := rec.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// recordLines are the numbers (from 1) of the lines of a stream that are
+// records.
+func recordLines(stream []byte) []int {
+	var n []int
+	for i, l := range lines(stream) {
+		if bytes.HasPrefix(l, []byte(`{"schema":"kzero.dev/audit/`)) {
+			n = append(n, i+1)
+		}
+	}
+	return n
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -17,12 +18,13 @@ type Config struct {
 	// Component is the role recording; it is stamped on events that name
 	// none. Required.
 	Component Component
-	// Out receives every event as one JSON line: os.Stdout in production.
-	// Required.
+	// Out, if set, receives every event as one plain JSON line. A
+	// component that has an SVID writes its stream as a Chain instead.
 	Out io.Writer
-	// Chain, if set, also receives every event, as a record of a
-	// hash-chained file. Close closes it.
-	Chain *Chain
+	// Chains each receive every event as their next record: the chain of
+	// the component's stream, on os.Stdout, and of a chained file. Close
+	// closes them. Out or Chains is required.
+	Chains []*Chain
 	// Metrics, if set, counts events.
 	Metrics *Metrics
 	// Now returns the current time; nil means time.Now.
@@ -31,9 +33,9 @@ type Config struct {
 	Rand io.Reader
 }
 
-// Recorder writes audit events to a stream and, optionally, a chained
-// file. It is safe for concurrent use: events are written whole and in
-// the same order to both.
+// Recorder writes audit events to a stream, plain (Out) or chained, and
+// to chained files. It is safe for concurrent use: events are written
+// whole and in the same order to every one.
 type Recorder struct {
 	cfg Config
 
@@ -50,8 +52,11 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	default:
 		return nil, fmt.Errorf("audit: NewRecorder: component %q is not authority, agent, gateway or cli", cfg.Component)
 	}
-	if cfg.Out == nil {
-		return nil, errors.New("audit: NewRecorder: Out is required (os.Stdout in production)")
+	if cfg.Out == nil && len(cfg.Chains) == 0 {
+		return nil, errors.New("audit: NewRecorder: Out or Chains is required (a Chain on os.Stdout in production)")
+	}
+	if slices.Contains(cfg.Chains, nil) {
+		return nil, errors.New("audit: NewRecorder: a nil Chain")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -66,8 +71,8 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 }
 
 // Record stamps e (Schema; Time, ID and Component when empty), validates
-// it, and writes it to Out and the Chain. A write error is returned, never
-// dropped: to Out, or from the Chain (ErrBroken, ErrCheckpoint), or both
+// it, and writes it to Out and the Chains. A write error is returned, never
+// dropped: to Out, or from a Chain (ErrBroken, ErrCheckpoint), all of them
 // joined. An invalid event wraps ErrInvalidEvent and is not written.
 func (r *Recorder) Record(e Event) error {
 	e.Schema = Schema
@@ -97,19 +102,24 @@ func (r *Recorder) Record(e Event) error {
 		return fmt.Errorf("audit: encoding event %s: %w", e.ID, err)
 	}
 	line := r.buf.Bytes()
-	var outErr, chainErr error
-	if _, err := r.cfg.Out.Write(line); err != nil {
-		outErr = fmt.Errorf("audit: writing event %s: %w", e.ID, err)
+	var errs []error
+	if r.cfg.Out != nil {
+		if _, err := r.cfg.Out.Write(line); err != nil {
+			errs = append(errs, fmt.Errorf("audit: writing event %s: %w", e.ID, err))
+		}
 	}
-	if r.cfg.Chain != nil {
-		chainErr = r.cfg.Chain.Append(line[:len(line)-1])
+	for _, c := range r.cfg.Chains {
+		if err := c.Append(line[:len(line)-1]); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	r.cfg.Metrics.event(e.Kind, e.Outcome, outErr == nil && chainErr == nil)
-	return errors.Join(outErr, chainErr)
+	r.cfg.Metrics.event(e.Kind, e.Outcome, len(errs) == 0)
+	return errors.Join(errs...)
 }
 
-// Close closes the Chain, which appends its last checkpoint; later
-// Records return ErrClosed. It closes neither Out nor the chain's file.
+// Close closes the Chains, each of which appends its last checkpoint;
+// later Records return ErrClosed. It closes neither Out nor the chains'
+// writers.
 func (r *Recorder) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -117,8 +127,9 @@ func (r *Recorder) Close() error {
 		return nil
 	}
 	r.closed = true
-	if r.cfg.Chain != nil {
-		return r.cfg.Chain.Close()
+	var errs []error
+	for _, c := range r.cfg.Chains {
+		errs = append(errs, c.Close())
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -30,7 +30,7 @@ func TestConcurrentRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: &out, Chain: chain, Metrics: m})
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: &out, Chains: []*audit.Chain{chain}, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,14 +118,14 @@ func TestWriteErrors(t *testing.T) {
 	file := &failingWriter{ok: 2}
 	chain, _ := audit.NewChain(file, audit.ChainConfig{Component: audit.ComponentAgent, SVIDs: source{svid: c.svid(t, agentID)}})
 	out := &failingWriter{ok: 3}
-	rec, _ := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: out, Chain: chain, Rand: &counter{}})
+	rec, _ := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: out, Chains: []*audit.Chain{chain}, Rand: &counter{}})
 	for i := range 2 {
 		if err := rec.Record(accessEvent(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	err := rec.Record(accessEvent(2))
-	want := "audit: chained file broken by an earlier write error: writing record 3: disk full"
+	want := "audit: chain broken by an earlier write error: writing record 3: disk full"
 	if !errors.Is(err, audit.ErrBroken) || err.Error() != want {
 		t.Fatalf("error %v, want %s", err, want)
 	}
@@ -200,7 +200,7 @@ func TestOpenFileResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 		chain, _ := audit.NewChain(f, audit.ChainConfig{Component: audit.ComponentAgent, SVIDs: source{svid: svid}, Start: head})
-		rec, _ := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: &bytes.Buffer{}, Chain: chain})
+		rec, _ := audit.NewRecorder(audit.Config{Component: audit.ComponentAgent, Out: &bytes.Buffer{}, Chains: []*audit.Chain{chain}})
 		for i := range 3 {
 			if err := rec.Record(accessEvent(run*3 + i)); err != nil {
 				t.Fatal(err)
@@ -223,5 +223,23 @@ func TestOpenFileResumes(t *testing.T) {
 	_, _, err = audit.OpenFile(path, audit.Options{})
 	if err == nil || !strings.Contains(err.Error(), "does not verify, so nothing is appended to it; move it aside and start a new file: audit: record 1 (line 1)") {
 		t.Errorf("tampered file: %v", err)
+	}
+}
+
+func TestNewRecorderConfig(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  audit.Config
+		want string
+	}{
+		{"no component", audit.Config{Out: &bytes.Buffer{}}, `audit: NewRecorder: component "" is not authority, agent, gateway or cli`},
+		{"nowhere to write", audit.Config{Component: audit.ComponentAgent}, "audit: NewRecorder: Out or Chains is required (a Chain on os.Stdout in production)"},
+		{"a nil chain", audit.Config{Component: audit.ComponentAgent, Chains: []*audit.Chain{nil}}, "audit: NewRecorder: a nil Chain"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := audit.NewRecorder(tt.cfg); err == nil || err.Error() != tt.want {
+				t.Errorf("error %v, want %s", err, tt.want)
+			}
+		})
 	}
 }

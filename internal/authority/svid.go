@@ -77,6 +77,9 @@ type ownSVID struct {
 	log      *slog.Logger
 	// what names the server in logs and errors: "bundle endpoint".
 	what string
+	// without says what fails while there is no SVID; empty: its TLS
+	// handshakes.
+	without string
 
 	mu      sync.Mutex
 	svid    *x509svid.SVID // guarded by mu
@@ -113,7 +116,11 @@ func (o *ownSVID) GetX509SVID() (*x509svid.SVID, error) {
 				"error", err, "notAfter", o.svid.Certificates[0].NotAfter)
 			return o.svid, nil
 		}
-		o.log.Log(context.Background(), level, "no X.509-SVID for the "+o.what+": its TLS handshakes fail", "error", err)
+		without := o.without
+		if without == "" {
+			without = "its TLS handshakes fail"
+		}
+		o.log.Log(context.Background(), level, "no X.509-SVID for the "+o.what+": "+without, "error", err)
 		return nil, err
 	}
 	o.failing = false
@@ -143,4 +150,57 @@ func (o *ownSVID) issue() (*x509svid.SVID, error) {
 		return nil, fmt.Errorf("authority: %s X.509-SVID for %s: %w", o.what, o.id, err)
 	}
 	return &x509svid.SVID{ID: s.ID, Certificates: s.Certificates, PrivateKey: key}, nil
+}
+
+// AuditSVIDConfig configures NewAuditSVID.
+type AuditSVIDConfig struct {
+	// TrustDomain and Namespace make the authority's own SPIFFE ID,
+	// spiffe://<TrustDomain>/ns/<Namespace>/sa/kzero-authority. Required.
+	TrustDomain spiffeid.TrustDomain
+	Namespace   string
+	// CA returns the CA the replica has loaded (Replica.CA), nil while it
+	// has none. Required.
+	CA func() *ca.CA
+	// Log receives issuances and failures. Required.
+	Log *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewAuditSVID returns the X.509-SVID whose key signs the checkpoints of
+// the authority's audit trail (audit.ChainConfig.SVIDs): the authority's
+// own SPIFFE ID, for a key made in memory, certified by the CA this
+// replica has loaded, whether it leads or not, and renewed from half its
+// life on. While no CA is loaded it returns an error: the checkpoint waits
+// (audit.ErrCheckpoint) and the records go out, to be signed by the next
+// one. It is safe for concurrent use.
+func NewAuditSVID(cfg AuditSVIDConfig) (x509svid.Source, error) {
+	var errs []error
+	if cfg.TrustDomain.IsZero() {
+		errs = append(errs, errors.New("trustDomain: required"))
+	}
+	if cfg.CA == nil {
+		errs = append(errs, errors.New("ca: required"))
+	}
+	if cfg.Log == nil {
+		errs = append(errs, errors.New("log: required"))
+	}
+	id, err := authorityID(cfg.TrustDomain, cfg.Namespace)
+	if err != nil && !cfg.TrustDomain.IsZero() {
+		errs = append(errs, fmt.Errorf("namespace: %q does not make the authority's SPIFFE ID: %w", cfg.Namespace, err))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("authority: invalid audit SVID config: %w", errors.Join(errs...))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	get := cfg.CA
+	return &ownSVID{id: id, now: cfg.Now, log: cfg.Log, what: "audit trail", without: "its checkpoints wait, and its records go out unsigned until then",
+		issuer: func() x509Issuer {
+			if c := get(); c != nil {
+				return c
+			}
+			return nil
+		}}, nil
 }

@@ -50,6 +50,7 @@ type authorityFlags struct {
 	workloadTTL    time.Duration
 	agentSA        string
 	agentDaemonSet string
+	auditInterval  time.Duration
 }
 
 func authorityCommand() *cobra.Command {
@@ -121,7 +122,13 @@ SVIDs of the node agents and, through them, of the pods of their node:
     accounts that running pods of its own node run as, in enrolled
     namespaces; anything else, such as a pod of another node, is refused.
   - Every issuance, refusal and admission verdict is an audit event (JSON
-    lines on stdout); operational logs go to stderr.
+    lines on stdout), hash-chained, with a checkpoint signed by the
+    authority's own X.509-SVID (spiffe://<trust-domain>/ns/<--namespace>/sa/kzero-authority,
+    issued by the CA every replica has loaded) every
+    --audit-checkpoint-interval while events arrive, after every 1000
+    events, and when it stops: kzero audit verify --stream checks what any
+    log pipeline collected. Until the CA is loaded the checkpoints wait.
+    Operational logs go to stderr.
 
 It stops on SIGTERM or interrupt, releasing the Lease. The RBAC it needs is
 in docs/authority.md.`,
@@ -150,6 +157,7 @@ in docs/authority.md.`,
 	fl.DurationVar(&f.workloadTTL, "workload-svid-ttl", authority.DefaultWorkloadSVIDTTL, "lifetime of the X.509-SVIDs issued to agents for the pods of their node (1m to 24h)")
 	fl.StringVar(&f.agentSA, "agent-service-account", authority.DefaultAgentServiceAccount, "the service account, in --namespace, whose tokens agents attest with")
 	fl.StringVar(&f.agentDaemonSet, "agent-daemonset", authority.DefaultAgentDaemonSet, "the DaemonSet, in --namespace, whose pods are the agents")
+	fl.DurationVar(&f.auditInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "how often the audit stream on stdout gets a signed checkpoint while events arrive; also after every 1000 events, and on shutdown ("+minAuditInterval.String()+" to "+maxAuditInterval.String()+")")
 	return cmd
 }
 
@@ -180,6 +188,9 @@ func (f authorityFlags) validate(getenv func(string) string, hostname func() (st
 	}
 	if err := f.validateAgent(); err != nil {
 		return authoritySettings{}, err
+	}
+	if f.auditInterval < minAuditInterval || f.auditInterval > maxAuditInterval {
+		return authoritySettings{}, fmt.Errorf("--audit-checkpoint-interval %s: must be between %s and %s", f.auditInterval, minAuditInterval, maxAuditInterval)
 	}
 	names := []struct {
 		flag, value string
@@ -227,7 +238,7 @@ func (f authorityFlags) webhookClientCAs() (*x509.CertPool, error) {
 		}
 		return nil, nil
 	}
-	data, err := readSmallFile(f.webhookCA, maxCAFile)
+	data, err := readSmallFile(f.webhookCA, maxCAFile, "a file of CA certificates")
 	if err != nil {
 		return nil, fmt.Errorf("--webhook-client-ca: %w", err)
 	}
@@ -341,12 +352,25 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 	if err != nil {
 		return err
 	}
-	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAuthority, Out: cmd.OutOrStdout()})
+	// The audit trail's SVID comes from the replica's CA; the replica,
+	// made below, is set before anything runs.
+	var r *authority.Replica
+	svids, err := authority.NewAuditSVID(authority.AuditSVIDConfig{TrustDomain: set.td, Namespace: f.namespace, Log: log,
+		CA: func() *ca.CA {
+			if r == nil {
+				return nil
+			}
+			return r.CA()
+		}})
 	if err != nil {
 		return err
 	}
-	defer func() { _ = rec.Close() }()
-	r, err := authority.NewReplica(authority.ReplicaConfig{
+	rec, err := newAuditTrail(cmd.OutOrStdout(), audit.ComponentAuthority, svids, f.auditInterval, log)
+	if err != nil {
+		return err
+	}
+	defer rec.Close()
+	r, err = authority.NewReplica(authority.ReplicaConfig{
 		Client: client, TrustDomain: set.td, Store: store, Audit: rec, Log: log, Lifetime: f.lifetime,
 		Election: leader.Config{Namespace: f.namespace, Identity: set.identity},
 		Webhook: authority.WebhookConfig{Addr: f.webhookAddr, Service: f.webhookService, Namespace: f.namespace,
@@ -356,7 +380,7 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 	if err != nil {
 		return err
 	}
-	runs := []func(context.Context) error{r.Run}
+	runs := []func(context.Context) error{r.Run, rec.Run}
 	bundleID := "off"
 	if f.bundleAddr != "" {
 		be, err := authority.NewBundleEndpoint(authority.BundleEndpointConfig{
@@ -398,7 +422,7 @@ func runAuthority(cmd *cobra.Command, f authorityFlags) error {
 	}
 	log.Info("starting", "trustDomain", set.td.Name(), "store", store.String(), "clusterTrustBundle", v1alpha1.TrustBundleName(set.td.Name()),
 		"lease", f.namespace+"/"+authority.LeaseName, "webhookAddr", f.webhookAddr, "webhookConfig", f.webhookConfig,
-		"bundleAddr", f.bundleAddr, "bundleEndpointID", bundleID, "agentAddr", f.agentAddr)
+		"bundleAddr", f.bundleAddr, "bundleEndpointID", bundleID, "agentAddr", f.agentAddr, "auditCheckpointInterval", f.auditInterval.String())
 	err = run.All(ctx, runs...)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped")

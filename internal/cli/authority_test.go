@@ -63,6 +63,10 @@ func TestAuthorityFlags(t *testing.T) {
 			"--workload-svid-ttl 25h0m0s: must be between 1m0s and 24h0m0s"},
 		{"bad agent service account", []string{"--agent-service-account", "Kzero_Agent"},
 			`--agent-service-account "Kzero_Agent": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
+		{"audit checkpoint interval too short", []string{"--audit-checkpoint-interval", "500ms"},
+			"--audit-checkpoint-interval 500ms: must be between 1s and 1h0m0s"},
+		{"audit checkpoint interval too long", []string{"--audit-checkpoint-interval", "2h"},
+			"--audit-checkpoint-interval 2h0m0s: must be between 1s and 1h0m0s"},
 		{"empty agent daemonset", []string{"--agent-daemonset", ""},
 			`--agent-daemonset "": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`},
 	} {
@@ -83,7 +87,8 @@ func TestAuthorityHelp(t *testing.T) {
 	}
 	for _, flag := range []string{"--kubeconfig", "--trust-domain", "--namespace", "--secret", "--lifetime", "--identity",
 		"--webhook-addr", "--webhook-service", "--webhook-config", "--webhook-ip", "--webhook-client-ca", "--webhook-client-name", "--bundle-addr", "--bundle-id",
-		"--agent-addr", "--agent-svid-ttl", "--workload-svid-ttl", "--agent-service-account", "--agent-daemonset"} {
+		"--agent-addr", "--agent-svid-ttl", "--workload-svid-ttl", "--agent-service-account", "--agent-daemonset",
+		"--audit-checkpoint-interval"} {
 		if !strings.Contains(out, "  "+flag+" ") {
 			t.Errorf("--help does not explain %s:\n%s", flag, out)
 		}
@@ -106,6 +111,7 @@ func TestAuthorityFlagsAccepted(t *testing.T) {
 		{"agent API on the bundle endpoint's port, which is off", []string{"--bundle-addr", "", "--agent-addr", ":8444"}},
 		{"short agent SVIDs", []string{"--agent-svid-ttl", "1m", "--workload-svid-ttl", "24h"}},
 		{"agents of another name", []string{"--agent-service-account", "node-agent", "--agent-daemonset", "node-agent"}},
+		{"checkpoints every 2 s", []string{"--audit-checkpoint-interval", "2s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := run(append([]string{"authority", "--kubeconfig", "/nonexistent"}, tc.args...)...)

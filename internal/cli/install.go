@@ -2,8 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -43,7 +41,7 @@ them reviews, and their audit events are marked unauthenticated.`,
 			o.PullPolicy = corev1.PullPolicy(pull)
 			if clientCA != "" {
 				var err error
-				if o.WebhookClientCA, err = readSmallFile(clientCA, maxCAFile); err != nil {
+				if o.WebhookClientCA, err = readSmallFile(clientCA, maxCAFile, "a file of CA certificates"); err != nil {
 					return fmt.Errorf("--webhook-client-ca: %w", err)
 				}
 			}
@@ -65,25 +63,4 @@ them reviews, and their audit events are marked unauthenticated.`,
 	f.StringVar(&clientCA, "webhook-client-ca", "", "PEM file of the CA of the client certificate kube-apiserver presents to admission webhooks; empty: the webhooks do not authenticate kube-apiserver")
 	f.StringSliceVar(&o.WebhookClientNames, "webhook-client-name", nil, "a name (common name or DNS name) of kube-apiserver's webhook client certificate to accept; repeatable; empty: any certificate of --webhook-client-ca")
 	return c
-}
-
-// maxCAFile bounds a file of CA certificates: a few KiB each.
-const maxCAFile = 1 << 20
-
-// readSmallFile reads the file name, refusing one over limit bytes, which
-// is read no further (a device or a pipe has no size to check first).
-func readSmallFile(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name) //nolint:gosec // the file is the user's argument
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }() // read-only
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is over %d KiB: it is not a file of CA certificates", name, limit>>10)
-	}
-	return b, nil
 }
