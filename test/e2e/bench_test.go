@@ -139,7 +139,7 @@ func benchMount(b *testing.B, parallel int) {
 	if err := loadPodcert(); err != nil {
 		b.Fatal(err)
 	}
-	webhookSetup(b)
+	webhookSetupWithAgent(b)
 	ns := enrolledWithSA(b, "web")
 	signing := watchSigning(b, ns)
 	lat := make([]time.Duration, b.N)

@@ -77,7 +77,7 @@ func TestInstallManifestsDryRun(t *testing.T) {
 		}
 		n++
 	}
-	if n != 15 {
-		t.Errorf("dry-ran %d objects, want 15", n)
+	if n != 16 {
+		t.Errorf("dry-ran %d objects, want 16", n)
 	}
 }

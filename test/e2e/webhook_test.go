@@ -256,7 +256,7 @@ func TestPodIdentityWebhook(t *testing.T) {
 	if err := cluster.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	client, storeNS, svc, a := webhookSetup(t)
+	client, storeNS, svc, a := webhookSetupWithAgent(t)
 	enrolled := enrolledWithSA(t, "web")
 	wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", enrolled)
 
@@ -479,6 +479,21 @@ func webhookSetup(t testing.TB) (kubernetes.Interface, string, *service, *replic
 	if !a.r.Leading() {
 		t.Fatal("the only replica does not lead")
 	}
+	return client, storeNS, svc, a
+}
+
+// webhookSetupWithAgent is webhookSetup with the node agent running
+// beside the replica, as kzero install ships it: the webhook gives pods of
+// enrolled namespaces the agent's CSI volume, which kubelet mounts only
+// once the agent has registered its driver.
+func webhookSetupWithAgent(t testing.TB) (kubernetes.Interface, string, *service, *replica) {
+	t.Helper()
+	if err := loadAgentImages(); err != nil {
+		t.Fatal(err)
+	}
+	client, storeNS, svc, a := webhookSetup(t)
+	api := startAgentAPI(t, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, &syncBuffer{})
+	startAgent(t, storeNS, api.addr)
 	return client, storeNS, svc, a
 }
 
