@@ -20,10 +20,7 @@ import (
 
 	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/agent"
-	"kzero.dev/kzero/internal/csidriver"
 	"kzero.dev/kzero/internal/kubeconfig"
-	"kzero.dev/kzero/internal/run"
-	"kzero.dev/kzero/internal/version"
 )
 
 // agentFlags are the bootstrap settings of `kzero agent`.
@@ -36,9 +33,6 @@ type agentFlags struct {
 	bundleFile   string
 	tokenFile    string
 	socket       string
-	kubeletDir   string
-	csiSocket    string
-	csiRegSocket string
 }
 
 // Where kzero install mounts the agent's token and bundle (the projected
@@ -91,22 +85,16 @@ the SPIFFE Workload API to the pods of the node:
     its stream), JWT-SVIDs and the bundles; the authority signs them, for
     the pods of this node only. Anything else gets PermissionDenied; a
     request without the header workload.spiffe.io: true, InvalidArgument.
-  - It serves the CSI driver ` + v1alpha1.CSIDriverName + ` to kubelet on
-    --csi-socket, and registers it through --csi-registration-socket, in
-    kubelet's plugins_registry. A pod's inline volume of that driver is the
-    directory of --socket bound read-only at the volume's path: that is how
-    the pods of enrolled namespaces reach the socket (named agent.sock).
-    The mounts take the mount system call (the DaemonSet runs privileged)
-    and kubelet's pods directory under --kubelet-dir at the same path as on
-    the node, with Bidirectional mount propagation.
 
-The pods of enrolled namespaces find the socket through
-SPIFFE_ENDPOINT_SOCKET, which the authority's webhook sets along with the
-CSI volume. Logs (JSON) go to stderr, never with a key or a token. See
+The pods of enrolled namespaces reach the socket through the CSI driver
+` + v1alpha1.CSIDriverName + `, which "csi-driver" serves in a container of its own,
+and find it through SPIFFE_ENDPOINT_SOCKET, which the authority's webhook
+sets along with the CSI volume. Logs (JSON) go to stderr, never with a key or a token. See
 docs/agent.md. It stops on SIGTERM or interrupt, removing its sockets.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd, f) },
 	}
+	cmd.AddCommand(csiDriverCommand())
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; empty: $KUBECONFIG, then the pod's service account (in cluster)")
 	fl.StringVar(&f.nodeName, "node-name", "", "this node's name; empty: $"+nodeNameEnv)
@@ -115,10 +103,7 @@ docs/agent.md. It stops on SIGTERM or interrupt, removing its sockets.`,
 	fl.StringVar(&f.authorityID, "authority-id", "", "the SPIFFE ID the authority presents; empty: spiffe://<trust-domain>/ns/"+v1alpha1.Namespace+"/sa/kzero-authority")
 	fl.StringVar(&f.bundleFile, "bundle-file", defaultAgentBundleFile, "the trust domain's CAs (PEM) to verify the authority with")
 	fl.StringVar(&f.tokenFile, "token-file", defaultAgentTokenFile, "the projected service account token (audience kzero) to attest with")
-	fl.StringVar(&f.socket, "socket", v1alpha1.WorkloadAPISocket, "the unix socket of the Workload API; the CSI driver binds its directory into pods")
-	fl.StringVar(&f.kubeletDir, "kubelet-dir", v1alpha1.KubeletDir, "kubelet's root directory (its --root-dir), mounted at the same path as on the node")
-	fl.StringVar(&f.csiSocket, "csi-socket", "", "the CSI driver's unix socket, which kubelet dials; empty: <--kubelet-dir>/plugins/"+v1alpha1.CSIDriverName+"/csi.sock")
-	fl.StringVar(&f.csiRegSocket, "csi-registration-socket", "", "the unix socket on which kubelet finds the CSI driver; empty: <--kubelet-dir>/plugins_registry/"+v1alpha1.CSIDriverName+"-reg.sock")
+	fl.StringVar(&f.socket, "socket", v1alpha1.WorkloadAPISocket, "the unix socket of the Workload API; the CSI driver binds the directory it shares with the agent into pods")
 	return cmd
 }
 
@@ -128,13 +113,7 @@ type agentSettings struct {
 	node        string
 	url         string
 	authorityID spiffeid.ID
-	// csiSocket and csiRegSocket are the CSI driver's sockets.
-	csiSocket, csiRegSocket string
 }
-
-// maxSocketPath is the longest path a unix socket may have: sun_path holds
-// 108 bytes with the NUL.
-const maxSocketPath = 107
 
 // validate checks the flags, with getenv for the defaults of --node-name
 // and --authority-url, before anything is started.
@@ -143,15 +122,9 @@ func (f agentFlags) validate(getenv func(string) string) (agentSettings, error) 
 	if err != nil {
 		return agentSettings{}, fmt.Errorf("--trust-domain %q: %w", f.trustDomain, err)
 	}
-	node := f.nodeName
-	if node == "" {
-		node = getenv(nodeNameEnv)
-	}
-	switch {
-	case node == "":
-		return agentSettings{}, fmt.Errorf("--node-name: empty, and no $%s: give this node's name (kzero install's DaemonSet sets %s from spec.nodeName)", nodeNameEnv, nodeNameEnv)
-	case len(validation.IsDNS1123Subdomain(node)) > 0:
-		return agentSettings{}, fmt.Errorf("--node-name %q: not a node name: %s", node, strings.Join(validation.IsDNS1123Subdomain(node), "; "))
+	node, err := nodeName(f.nodeName, getenv)
+	if err != nil {
+		return agentSettings{}, err
 	}
 	addr := f.authorityURL
 	if addr == "" {
@@ -182,28 +155,22 @@ func (f agentFlags) validate(getenv func(string) string) (agentSettings, error) 
 			return agentSettings{}, fmt.Errorf("%s %q: want an absolute path", p.flag, p.path)
 		}
 	}
-	if !filepath.IsAbs(f.kubeletDir) || filepath.Clean(f.kubeletDir) != f.kubeletDir || f.kubeletDir == "/" {
-		return agentSettings{}, fmt.Errorf("--kubelet-dir %q: want kubelet's root directory (its --root-dir), an absolute, clean path such as %s", f.kubeletDir, v1alpha1.KubeletDir)
+	return agentSettings{td: td, node: node, url: addr, authorityID: aid}, nil
+}
+
+// nodeName is --node-name, or $NODE_NAME when it is empty, checked.
+func nodeName(flag string, getenv func(string) string) (string, error) {
+	node := flag
+	if node == "" {
+		node = getenv(nodeNameEnv)
 	}
-	set := agentSettings{td: td, node: node, url: addr, authorityID: aid, csiSocket: f.csiSocket, csiRegSocket: f.csiRegSocket}
-	if set.csiSocket == "" {
-		set.csiSocket = filepath.Join(f.kubeletDir, "plugins", v1alpha1.CSIDriverName, "csi.sock")
+	switch {
+	case node == "":
+		return "", fmt.Errorf("--node-name: empty, and no $%s: give this node's name (kzero install's DaemonSet sets %s from spec.nodeName)", nodeNameEnv, nodeNameEnv)
+	case len(validation.IsDNS1123Subdomain(node)) > 0:
+		return "", fmt.Errorf("--node-name %q: not a node name: %s", node, strings.Join(validation.IsDNS1123Subdomain(node), "; "))
 	}
-	if set.csiRegSocket == "" {
-		set.csiRegSocket = filepath.Join(f.kubeletDir, "plugins_registry", v1alpha1.CSIDriverName+"-reg.sock")
-	}
-	for _, p := range []struct{ flag, path string }{{"--csi-socket", set.csiSocket}, {"--csi-registration-socket", set.csiRegSocket}} {
-		switch {
-		case !filepath.IsAbs(p.path) || filepath.Clean(p.path) != p.path:
-			return agentSettings{}, fmt.Errorf("%s %q: want an absolute, clean path", p.flag, p.path)
-		case len(p.path) > maxSocketPath:
-			return agentSettings{}, fmt.Errorf("%s %q: %d bytes, over the %d a unix socket's path may have: give a shorter path (or a shorter --kubelet-dir)", p.flag, p.path, len(p.path), maxSocketPath)
-		}
-	}
-	if dir := filepath.Join(f.kubeletDir, "plugins_registry"); filepath.Dir(set.csiRegSocket) != dir {
-		return agentSettings{}, fmt.Errorf("--csi-registration-socket %q: not in %s, where kubelet looks for plugins", set.csiRegSocket, dir)
-	}
-	return set, nil
+	return node, nil
 }
 
 // checkAuthorityURL accepts https://host[:port] and nothing more.
@@ -247,15 +214,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 	if err != nil {
 		return err
 	}
-	driver, err := csidriver.New(csidriver.Config{
-		Name: v1alpha1.CSIDriverName, NodeID: set.node, Version: version.Get().Version,
-		SourceDir: filepath.Dir(f.socket), KubeletDir: f.kubeletDir, Endpoint: set.csiSocket, RegistrationSocket: set.csiRegSocket,
-		Log: log.With("driver", v1alpha1.CSIDriverName),
-	})
-	if err != nil {
-		return err
-	}
-	err = run.All(ctx, a.Run, driver.Run)
+	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped")
 		return nil

@@ -14,9 +14,7 @@ import (
 // the DaemonSet's pods.
 func TestAgentFlags(t *testing.T) {
 	env := map[string]string{"NODE_NAME": "node-a", "KZERO_AUTHORITY_SERVICE_HOST": "10.96.0.7", "KZERO_AUTHORITY_SERVICE_PORT_AGENT": "8445"}
-	base := agentFlags{trustDomain: "cluster.local", bundleFile: defaultAgentBundleFile, tokenFile: defaultAgentTokenFile, socket: v1alpha1.WorkloadAPISocket,
-		kubeletDir: v1alpha1.KubeletDir}
-	long := "/" + strings.Repeat("k", 80)
+	base := agentFlags{trustDomain: "cluster.local", bundleFile: defaultAgentBundleFile, tokenFile: defaultAgentTokenFile, socket: v1alpha1.WorkloadAPISocket}
 	for _, tc := range []struct {
 		name   string
 		change func(*agentFlags)
@@ -62,16 +60,6 @@ func TestAgentFlags(t *testing.T) {
 		{name: "relative socket", env: env, change: func(f *agentFlags) { f.socket = "agent.sock" }, want: `--socket "agent.sock": want an absolute path`},
 		{name: "relative token file", env: env, change: func(f *agentFlags) { f.tokenFile = "token" }, want: `--token-file "token": want an absolute path`},
 		{name: "no bundle file", env: env, change: func(f *agentFlags) { f.bundleFile = "" }, want: `--bundle-file "": want an absolute path`},
-		{name: "relative kubelet dir", env: env, change: func(f *agentFlags) { f.kubeletDir = "var/lib/kubelet" },
-			want: `--kubelet-dir "var/lib/kubelet": want kubelet's root directory (its --root-dir), an absolute, clean path such as /var/lib/kubelet`},
-		{name: "kubelet dir /", env: env, change: func(f *agentFlags) { f.kubeletDir = "/" },
-			want: `--kubelet-dir "/": want kubelet's root directory (its --root-dir), an absolute, clean path such as /var/lib/kubelet`},
-		{name: "a kubelet dir too long for the sockets", env: env, change: func(f *agentFlags) { f.kubeletDir = long },
-			want: `--csi-socket "` + long + `/plugins/csi.kzero.dev/csi.sock": 112 bytes, over the 107 a unix socket's path may have: give a shorter path (or a shorter --kubelet-dir)`},
-		{name: "a relative CSI socket", env: env, change: func(f *agentFlags) { f.csiSocket = "csi.sock" },
-			want: `--csi-socket "csi.sock": want an absolute, clean path`},
-		{name: "a registration socket kubelet does not watch", env: env, change: func(f *agentFlags) { f.csiRegSocket = "/var/lib/kubelet/plugins/reg.sock" },
-			want: `--csi-registration-socket "/var/lib/kubelet/plugins/reg.sock": not in /var/lib/kubelet/plugins_registry, where kubelet looks for plugins`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := base
@@ -91,9 +79,6 @@ func TestAgentFlags(t *testing.T) {
 			if set.node != tc.node || set.url != tc.url || set.authorityID.String() != tc.id {
 				t.Errorf("node %s, url %s, id %s; want %s, %s, %s", set.node, set.url, set.authorityID, tc.node, tc.url, tc.id)
 			}
-			if set.csiSocket != "/var/lib/kubelet/plugins/csi.kzero.dev/csi.sock" || set.csiRegSocket != "/var/lib/kubelet/plugins_registry/csi.kzero.dev-reg.sock" {
-				t.Errorf("CSI sockets %s and %s, want kubelet's defaults", set.csiSocket, set.csiRegSocket)
-			}
 		})
 	}
 }
@@ -108,8 +93,7 @@ func TestAgentHelp(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"  --kubeconfig ", "  --node-name ", "  --trust-domain ", "  --authority-url ", "  --authority-id ",
-		"  --bundle-file ", "  --token-file ", "  --socket ", "  --kubelet-dir ", "  --csi-socket ", "  --csi-registration-socket ",
-		`(default "/var/lib/kubelet")`,
+		"  --bundle-file ", "  --token-file ", "  --socket ", "csi-driver",
 		`(default "/run/kzero/agent/agent.sock")`, `(default "/var/run/secrets/kzero.dev/authority/token")`,
 		`(default "/var/run/secrets/kzero.dev/authority/bundle.pem")`, "docs/agent.md"} {
 		if !strings.Contains(out.String(), want) {

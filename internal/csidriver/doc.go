@@ -3,8 +3,9 @@
 // CSI ephemeral inline volume, which Pod Security restricted allows,
 // rather than a hostPath volume, which it refuses.
 //
-// Its NodePublishVolume bind-mounts the agent's socket directory,
-// read-only, nosuid, nodev and noexec, at the target path kubelet gives;
+// Its NodePublishVolume mounts a clone of the agent's socket directory,
+// made read-only, nosuid, nodev and noexec before it is attached (so that
+// it reaches kubelet so), at the target path kubelet gives;
 // NodeUnpublishVolume unmounts it and removes the directory. It serves
 // only inline volumes declared read-only, and checks every field kubelet
 // passes on (a pod's spec chooses some of them) before it mounts
@@ -12,8 +13,9 @@
 // (pluginregistration.v1) on a socket in kubelet's plugins_registry
 // directory, so that no node-driver-registrar container is needed.
 //
-// The mounts need Linux and CAP_SYS_ADMIN, and the target paths kubelet
-// gives must be visible to kubelet: the agent's DaemonSet runs privileged,
-// with kubelet's root directory mounted at the same path with
+// The mounts need Linux 5.12 or later and CAP_SYS_ADMIN, and the target
+// paths kubelet gives must be visible to kubelet: the agent's DaemonSet
+// runs the driver (`kzero-agent csi-driver`) in a privileged container of
+// its own, with kubelet's pods directory mounted at the same path with
 // Bidirectional mount propagation (docs/install.md).
 package csidriver

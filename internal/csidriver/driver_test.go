@@ -319,8 +319,9 @@ func TestPublishMountsReadOnly(t *testing.T) {
 	}
 }
 
-// A publish cut short left the directory bound writable: publishing again
-// makes it read-only; a target bound to another directory is refused.
+// A target holding the directory writable (not publish's doing) is
+// published again read-only; a target bound to another directory is
+// refused.
 func TestPublishRepairsAndRefusesOthers(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("bind mounts need root (CAP_SYS_ADMIN): run the tests as root to test the mounts")

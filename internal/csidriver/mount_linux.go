@@ -13,13 +13,22 @@ import (
 
 // publish bind-mounts the directory source at target, read-only, nosuid,
 // nodev and noexec, making target (but not its parent) first. A target
-// that already holds source read-only is left as it is; one that holds
-// source writable (a publish cut short) is made read-only.
+// that already holds source read-only is left as it is; one that holds it
+// writable is unmounted and published again; one that holds anything else
+// is refused.
+//
+// The mount is made read-only before it is attached: a clone of source's
+// mount (open_tree), detached from every tree, gets its attributes
+// (mount_setattr), then is moved onto target (move_mount). Kubelet's pods
+// directory is shared with the node, so what is attached there propagates
+// to kubelet's mount namespace as it is attached; a bind made writable and
+// remounted read-only afterwards would reach the node writable, since a
+// remount does not propagate. Linux 5.12 or later.
 func publish(source, target string) error {
-	if err := os.Mkdir(target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(target, 0o750); err != nil && !errors.Is(err, fs.ErrExist) { //nolint:gosec // checkPublish accepted target: kubelet's path for the pod's volume
 		return fmt.Errorf("make the target directory: %w", err)
 	}
-	fi, err := os.Lstat(target)
+	fi, err := os.Lstat(target) //nolint:gosec // checked, as above
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}
@@ -34,21 +43,34 @@ func publish(source, target string) error {
 		if err := sameDir(source, target); err != nil {
 			return err
 		}
-		if ro, err := readOnly(target); err != nil || ro {
+		ro, err := readOnly(target)
+		if err != nil || ro {
 			return err
 		}
-	} else if err := unix.Mount(source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind %s at %s: %w", source, target, err)
-	}
-	// A bind mount takes the flags of its source; only a remount of the
-	// bind makes it read-only, and only that mount.
-	flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-	if err := unix.Mount("", target, "", flags, ""); err != nil {
-		// Never leave the socket's directory writable in a pod.
-		if uerr := unix.Unmount(target, unix.MNT_DETACH); uerr != nil {
-			return fmt.Errorf("make %s read-only: %w; and unmount it: %w", target, err, uerr)
+		// A writable bind of the agent's own directory (never made by
+		// publish): undone, and made again read-only.
+		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s, which holds %s writable: %w", target, source, err)
 		}
-		return fmt.Errorf("make %s read-only: %w", target, err)
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("clone the mount of %s: %w", source, err)
+	}
+	defer func() { _ = unix.Close(tree) }() // a detached tree is freed with its last reference
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("make the clone of %s read-only (mount_setattr: Linux 5.12 or later): %w", source, err)
+	}
+	// The target is opened without following a symlink put there after
+	// the check above, and the mount is moved onto what was opened.
+	dst, err := unix.Open(target, unix.O_PATH|unix.O_NOFOLLOW|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the target %s: %w", target, err)
+	}
+	defer func() { _ = unix.Close(dst) }()
+	if err := unix.MoveMount(tree, "", dst, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach the read-only clone of %s at %s: %w", source, target, err)
 	}
 	return nil
 }
@@ -93,18 +115,18 @@ func isMountPoint(path string) (bool, error) {
 		return false, &fs.PathError{Op: "statx", Path: path, Err: err}
 	}
 	if st.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 {
-		return false, errors.New("the kernel does not tell mount points (statx's STATX_ATTR_MOUNT_ROOT): the CSI driver needs Linux 5.8 or later")
+		return false, errors.New("the kernel does not tell mount points (statx's STATX_ATTR_MOUNT_ROOT): the CSI driver needs Linux 5.12 or later")
 	}
 	return st.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, nil
 }
 
 // sameDir checks that target, a mount point, shows the directory source.
 func sameDir(source, target string) error {
-	s, err := os.Stat(source)
+	s, err := os.Stat(source) //nolint:gosec // the driver's own --workload-api-dir
 	if err != nil {
 		return fmt.Errorf("source: %w", err)
 	}
-	t, err := os.Stat(target)
+	t, err := os.Stat(target) //nolint:gosec // checkPublish accepted target
 	if err != nil {
 		return fmt.Errorf("target: %w", err)
 	}

@@ -447,34 +447,39 @@ func agentClusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 	}
 }
 
-// daemonSet runs kzero agent on every node. What it is given, and why
-// (docs/install.md says it for a person):
+// daemonSet runs kzero agent on every node, in two containers: the agent,
+// which serves the Workload API to every pod of the node and so runs with
+// no privilege at all, and its CSI driver, which alone is privileged.
+// What each is given, and why (docs/install.md says it for a person):
 //
-//   - hostPID: the kernel gives the PID of a caller on the socket
-//     (SO_PEERCRED) in the agent's PID namespace; only in the host's are
-//     other pods' processes, and their /proc/<pid>/cgroup, visible.
-//   - privileged: the CSI driver bind-mounts the socket's directory into
-//     pods (mount(2) takes CAP_SYS_ADMIN), and those mounts must reach
-//     kubelet, on the node, through Bidirectional mount propagation, which
-//     the API server allows privileged containers only. User 0, as root
-//     owns kubelet's directories and the socket's.
-//   - the node's directory v1alpha1.WorkloadAPIDir, read-write: the
-//     socket, which the CSI driver binds into pods read-only.
-//   - kubelet's pods directory, at the same path as on the node, with
-//     Bidirectional propagation: the CSI driver mounts the pods' volumes
-//     there, at the paths kubelet gives, and kubelet sees them.
-//   - kubelet's plugins/<driver> directory, for the CSI socket kubelet
-//     dials, and plugins_registry, where kubelet finds the driver.
-//   - a projected token for agentapi.TokenAudience, and the trust domain's
-//     CAs from the authority's ClusterTrustBundle, to attest to the
-//     authority and to verify it.
+//   - hostPID (the pod's): the kernel gives the PID of a caller on the
+//     socket (SO_PEERCRED) in the agent's PID namespace; only in the
+//     host's are other pods' processes, and their /proc/<pid>/cgroup,
+//     visible.
+//   - the agent: user 0 with no capability (root owns the node's
+//     directory of the socket), read-only root filesystem, no privilege
+//     escalation; the node's directory v1alpha1.WorkloadAPIDir,
+//     read-write, for the socket; a projected token for
+//     agentapi.TokenAudience, and the trust domain's CAs from the
+//     authority's ClusterTrustBundle, to attest to the authority and to
+//     verify it.
+//   - the CSI driver (`kzero-agent csi-driver`): privileged, as
+//     mount(2) takes CAP_SYS_ADMIN and its mounts must reach kubelet, on
+//     the node, through Bidirectional mount propagation, which the API
+//     server allows privileged containers only; the socket's directory,
+//     read-only, which it binds into pods; kubelet's pods directory, at
+//     the same path as on the node, with Bidirectional propagation, where
+//     it mounts the pods' volumes at the paths kubelet gives; kubelet's
+//     plugins/<driver> directory, for the CSI socket kubelet dials, and
+//     plugins_registry, where kubelet finds the driver. It reads nothing a
+//     pod sends but kubelet's calls.
 //
 // The authority's address comes from the environment variables of its
 // Service (KZERO_AUTHORITY_SERVICE_HOST, ..._PORT_AGENT), which kubelet
 // sets in the pods of the Service's namespace created after it: Render
 // puts the Service before the DaemonSet.
 func daemonSet(o Options) *appsv1.DaemonSet {
-	yes := true
+	yes, no := true, false
 	root := int64(0)
 	dirOrCreate, dir := corev1.HostPathDirectoryOrCreate, corev1.HostPathDirectory
 	bidirectional := corev1.MountPropagationBidirectional
@@ -489,6 +494,7 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 	hostPath := func(name, path string, t *corev1.HostPathType) corev1.Volume {
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: t}}}
 	}
+	nodeName := []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}
 	return &appsv1.DaemonSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
 		ObjectMeta: meta(AgentName, o.Namespace, agent),
@@ -512,23 +518,37 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 							"--authority-id", authorityID.String(),
 							"--bundle-file", AgentAuthorityDir + "/" + AgentBundleFile,
 							"--token-file", AgentAuthorityDir + "/" + AgentTokenFile,
-							"--socket", v1alpha1.WorkloadAPISocket,
-							"--kubelet-dir", o.KubeletDir},
-						Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+							"--socket", v1alpha1.WorkloadAPISocket},
+						Env: nodeName,
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+						},
+						SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root, RunAsNonRoot: &no,
+							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "workload-api", MountPath: v1alpha1.WorkloadAPIDir},
+							{Name: "authority", MountPath: AgentAuthorityDir, ReadOnly: true},
+						},
+					}, {
+						Name: "csi-driver", Image: o.Image, ImagePullPolicy: o.PullPolicy,
+						Command: []string{AgentBinary},
+						Args:    []string{"csi-driver", "--node-name", "$(NODE_NAME)", "--kubelet-dir", o.KubeletDir, "--workload-api-dir", v1alpha1.WorkloadAPIDir},
+						Env:     nodeName,
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 						},
 						// Privileged: see above. It writes nothing but its
 						// sockets and the pods' mounts.
 						SecurityContext: &corev1.SecurityContext{Privileged: &yes, RunAsUser: &root, RunAsGroup: &root,
 							ReadOnlyRootFilesystem: &yes},
 						VolumeMounts: []corev1.VolumeMount{
-							{Name: "workload-api", MountPath: v1alpha1.WorkloadAPIDir},
+							{Name: "workload-api", MountPath: v1alpha1.WorkloadAPIDir, ReadOnly: true},
 							{Name: "kubelet-pods", MountPath: podsDir, MountPropagation: &bidirectional},
 							{Name: "csi-plugin", MountPath: pluginDir},
 							{Name: "plugins-registry", MountPath: registryDir},
-							{Name: "authority", MountPath: AgentAuthorityDir, ReadOnly: true},
 						},
 					}},
 					Volumes: []corev1.Volume{

@@ -555,7 +555,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 			if i > 0 {
 				time.Sleep(5 * time.Second)
 			}
-			m, err := agentMemory()
+			m, err := agentMemory(false)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -566,20 +566,29 @@ func BenchmarkAgentMemory(b *testing.B) {
 		b.ReportMetric(float64(most["VmRSS"])/(1<<20), "agent-RSS-MiB")
 		b.ReportMetric(float64(most["RssAnon"])/(1<<20), "anon-MiB")
 		b.ReportMetric(float64(most["RssFile"])/(1<<20), "file-MiB")
+		// The CSI driver, in the pod's other container, after it has
+		// mounted the 100 pods' volumes.
+		csi, err := agentMemory(true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(csi["VmRSS"])/(1<<20), "csi-driver-RSS-MiB")
 	}
 }
 
 // agentMemory is the resident memory of the one kzero agent process of
-// the node, in bytes, from /proc/<pid>/status: VmRSS, and its parts
-// RssAnon (heap, stacks) and RssFile (the binary's pages).
-func agentMemory() (map[string]int64, error) {
+// the node (with csi, of its CSI driver), in bytes, from
+// /proc/<pid>/status: VmRSS, and its parts RssAnon (heap, stacks) and
+// RssFile (the binary's pages).
+func agentMemory(csi bool) (map[string]int64, error) {
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range procs {
 		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
-		if err != nil || !bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00")) {
+		if err != nil || !bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00")) ||
+			bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00csi-driver\x00")) != csi {
 			continue
 		}
 		status, err := os.ReadFile("/proc/" + p.Name() + "/status")
