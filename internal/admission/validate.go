@@ -27,7 +27,7 @@ func Validate(pod *corev1.Pod, ns *corev1.Namespace) Result {
 	var mounts []string
 	for _, v := range pod.Spec.Volumes {
 		if v.HostPath != nil {
-			mounts = append(mounts, fmt.Sprintf("%s as volume %q", v.HostPath.Path, v.Name))
+			mounts = append(mounts, fmt.Sprintf("%s as volume %q", quoted(v.HostPath.Path), v.Name))
 		}
 	}
 	if len(mounts) == 0 {
@@ -46,4 +46,15 @@ func podName(pod *corev1.Pod, ns string) string {
 		return ns + "/" + pod.GenerateName + "*"
 	}
 	return ns + "/" + pod.Name
+}
+
+// maxQuoted bounds what of a pod's own text a refusal quotes.
+const maxQuoted = 256
+
+// quoted is s, cut to maxQuoted bytes, for a message that quotes it.
+func quoted(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxQuoted], "") + "…"
 }

@@ -1,6 +1,7 @@
 package admission_test
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -45,6 +46,9 @@ func TestValidate(t *testing.T) {
 				p.Spec.Volumes = []corev1.Volume{hostPath("root", "/")}
 			},
 			refused: true, reason: `pod shop/web-7d4b9c-* mounts the node's filesystem (hostPath / as volume "root"): ` + advice},
+		{name: "a long path is quoted cut", ns: ns("shop", true),
+			mutate:  func(p *corev1.Pod) { p.Spec.Volumes = []corev1.Volume{hostPath("long", "/"+strings.Repeat("a", 300))} },
+			refused: true, reason: `pod shop/web mounts the node's filesystem (hostPath /` + strings.Repeat("a", 255) + `… as volume "long"): ` + advice},
 		{name: "namespace not enrolled", ns: ns("plain", false),
 			mutate: func(p *corev1.Pod) { p.Spec.Volumes = []corev1.Volume{hostPath("root", "/")} },
 			reason: "namespace plain is not enrolled"},

@@ -89,6 +89,7 @@ func (r *Recorder) Record(e Event) error {
 		}
 		e.ID = hex.EncodeToString(id[:])
 	}
+	e.redact()
 	if err := e.Validate(); err != nil {
 		return err
 	}

@@ -243,3 +243,31 @@ func TestNewRecorderConfig(t *testing.T) {
 		})
 	}
 }
+
+// A refusal whose reason quotes what a caller sent (a hostPath, a
+// certificate's name) that looks like a token or key material is recorded
+// with it redacted, not dropped: a caller cannot keep its attempt out of
+// the trail that way.
+func TestRecordRedactsWhatACallerSent(t *testing.T) {
+	var out bytes.Buffer
+	rec, err := audit.NewRecorder(audit.Config{Component: audit.ComponentAuthority, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny,
+		Reason:    `pod admission webhook refused the pod: pod shop/x mounts the node's filesystem (hostPath /eyJhbGciOi.eyJzdWIiOi as volume "a", /-----BEGIN as volume "b")`,
+		Admission: &audit.Admission{UID: "u", Resource: "v1/pods", Operation: "CREATE", Unauthenticated: true, Caller: ""}}
+	if err := rec.Record(e); err != nil {
+		t.Fatalf("Record: %v", err)
+	}
+	want := `pod admission webhook refused the pod: pod shop/x mounts the node's filesystem (hostPath /[redacted] as volume \"a\", /[redacted] as volume \"b\")`
+	if !strings.Contains(out.String(), `"reason":"`+want+`"`) {
+		t.Errorf("recorded %s\nwant the reason %s", out.String(), want)
+	}
+	e = audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny, Reason: "refused: unread",
+		Admission: &audit.Admission{UID: "u", Resource: "v1/pods", Operation: "CREATE", Caller: "eyJhbGciOi.eyJzdWIiOi"}}
+	out.Reset()
+	if err := rec.Record(e); err != nil || !strings.Contains(out.String(), `"caller":"[redacted]"`) {
+		t.Errorf("Record: %v, %s; want the caller redacted", err, out.String())
+	}
+}

@@ -98,6 +98,36 @@ func isJWT(s string) bool { return strings.Contains(s, "eyJ") && jwtLike.MatchSt
 // looksSecret reports whether s carries key material or a bearer token.
 func looksSecret(s string) bool { return isPEM(s) || isJWT(s) }
 
+// redactText replaces, in free text, what looks like a JWT and the start
+// of a PEM block with [redacted], leaving the rest.
+func redactText(s string) string {
+	if !looksSecret(s) {
+		return s
+	}
+	s = jwtLike.ReplaceAllString(s, redacted)
+	return strings.ReplaceAll(s, "-----BEGIN", redacted)
+}
+
+// redact redacts the free text of e that may quote what a caller sent
+// (its reason, an issuance's requester, an admission's caller): a refusal
+// that quotes a caller's path or certificate name stays an event that can
+// be recorded, and a caller cannot keep its attempt out of the trail by
+// putting a token in it. Record calls it; Validate still refuses what it
+// leaves.
+func (e *Event) redact() {
+	e.Reason = redactText(e.Reason)
+	if e.Issuance != nil && looksSecret(e.Issuance.Requester) {
+		p := *e.Issuance
+		p.Requester = redactText(p.Requester)
+		e.Issuance = &p
+	}
+	if e.Admission != nil && looksSecret(e.Admission.Caller) {
+		p := *e.Admission
+		p.Caller = redactText(p.Caller)
+		e.Admission = &p
+	}
+}
+
 func (v *validator) issuance(p *Issuance) {
 	if p == nil {
 		v.add("issuance", "is missing")

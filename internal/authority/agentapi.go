@@ -135,6 +135,8 @@ type AgentAPI struct {
 	// attests limits attestations by address, signs SVID requests by
 	// agent node.
 	attests, signs *keyedLimiter
+	// refusals bounds the refusals audited one by one.
+	refusals *refusalAudit
 }
 
 var (
@@ -223,11 +225,12 @@ func NewAgentAPI(cfg AgentAPIConfig) (*AgentAPI, error) {
 		cfg.Now = time.Now
 	}
 	return &AgentAPI{
-		cfg:     cfg,
-		user:    "system:serviceaccount:" + cfg.Namespace + ":" + cfg.ServiceAccount,
-		svid:    &ownSVID{id: cfg.ID, issuer: issuerOf(cfg.CA), now: cfg.Now, log: cfg.Log, what: "agent API"},
-		attests: newKeyedLimiter(cfg.AttestRate, cfg.AttestBurst, cfg.Now),
-		signs:   newKeyedLimiter(cfg.SignRate, cfg.SignBurst, cfg.Now),
+		cfg:      cfg,
+		user:     "system:serviceaccount:" + cfg.Namespace + ":" + cfg.ServiceAccount,
+		svid:     &ownSVID{id: cfg.ID, issuer: issuerOf(cfg.CA), now: cfg.Now, log: cfg.Log, what: "agent API"},
+		attests:  newKeyedLimiter(cfg.AttestRate, cfg.AttestBurst, cfg.Now),
+		refusals: newRefusalAudit(cfg.Now),
+		signs:    newKeyedLimiter(cfg.SignRate, cfg.SignBurst, cfg.Now),
 	}, nil
 }
 

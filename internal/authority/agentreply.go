@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"kzero.dev/kzero/internal/agentapi"
@@ -42,11 +43,25 @@ func (a *AgentAPI) caFailed(rw http.ResponseWriter, cl call, err error) {
 }
 
 // refuse answers a call with r and audits the refusal.
+//
+// Refusals are audited one by one up to a rate per source (refusalAudit);
+// past it they are counted, and logged at debug level only, so that
+// anyone who can reach the API cannot flood the audit trail.
 func (a *AgentAPI) refuse(rw http.ResponseWriter, cl call, r *apiRefusal) {
+	source := cl.requester
+	if strings.HasPrefix(source, "address/") && cl.address.IsValid() {
+		source = "address/" + cl.address.Addr().String()
+	}
+	note, audited := a.refusals.admit(source)
+	if !audited {
+		a.cfg.Log.Debug("refused, over the rate of refusals audited one by one", "call", cl.what, "requester", cl.requester, "status", r.status)
+		writeError(rw, r.status, r.msg)
+		return
+	}
 	a.cfg.Log.Info("refused", "call", cl.what, "requester", cl.requester, "spiffeID", cl.id.String(), "status", r.status, "message", r.msg)
 	a.record(audit.Event{
 		Kind: audit.KindIssuance, Outcome: audit.OutcomeFailure,
-		Reason: "refused " + cl.what + ": " + r.msg,
+		Reason: "refused " + cl.what + ": " + r.msg + note,
 		Issuance: &audit.Issuance{SPIFFEID: cl.id, Type: cl.typ, Audience: cl.audience, KeyType: cl.keyType,
 			Requester: cl.requester, Address: cl.address, PodUID: cl.podUID},
 	})

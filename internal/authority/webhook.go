@@ -97,8 +97,9 @@ type WebhookConfig struct {
 // kube-apiserver. It is stateless: every replica serves it, leader or not.
 // Create it with NewWebhook and call Run once.
 type Webhook struct {
-	cfg   WebhookConfig
-	names []string
+	cfg      WebhookConfig
+	names    []string
+	refusals *refusalAudit
 
 	mu    sync.Mutex
 	cert  *tls.Certificate // guarded by mu
@@ -136,7 +137,7 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 		cfg.Now = time.Now
 	}
 	svc := cfg.Service + "." + cfg.Namespace + ".svc"
-	return &Webhook{cfg: cfg, names: []string{svc, svc + ".cluster.local"}}, nil
+	return &Webhook{cfg: cfg, names: []string{svc, svc + ".cluster.local"}, refusals: newRefusalAudit(cfg.Now)}, nil
 }
 
 // DNSNames are the names in the serving certificate.

@@ -47,12 +47,16 @@ func (w *Webhook) authenticate(next http.Handler) http.Handler {
 		if w.cfg.ClientCAs != nil {
 			name, err := w.clientName(req)
 			if err != nil {
-				w.cfg.Log.Warn("refused an AdmissionReview from an unauthenticated sender", "address", req.RemoteAddr, "path", req.URL.Path, "error", err)
-				e := audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny,
-					Reason:    fmt.Sprintf("refused an AdmissionReview sent to %s from %s, unread: %v", req.URL.Path, c.address, err),
-					Admission: &audit.Admission{}}
-				c.mark(e.Admission)
-				w.record(e)
+				// Audited one by one up to a rate per address, as anyone
+				// who reaches the port can send them (refusalAudit).
+				if note, ok := w.refusals.admit("address/" + c.address.Addr().String()); ok {
+					w.cfg.Log.Warn("refused an AdmissionReview from an unauthenticated sender", "address", req.RemoteAddr, "path", req.URL.Path, "error", err)
+					e := audit.Event{Kind: audit.KindAdmission, Outcome: audit.OutcomeDeny,
+						Reason:    fmt.Sprintf("refused an AdmissionReview sent to %s from %s, unread: %v", req.URL.Path, c.address, err) + note,
+						Admission: &audit.Admission{}}
+					c.mark(e.Admission)
+					w.record(e)
+				}
 				http.Error(rw, "webhook: "+err.Error(), http.StatusUnauthorized)
 				return
 			}
@@ -79,7 +83,7 @@ func (w *Webhook) clientName(req *http.Request) (string, error) {
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: w.cfg.ClientCAs, Intermediates: inter, CurrentTime: w.cfg.Now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return "", fmt.Errorf("the TLS client certificate %q does not verify against the webhook's client CAs (%w): only kube-apiserver sends reviews here", leaf.Subject.CommonName, err)
+		return "", fmt.Errorf("the TLS client certificate %q does not verify against the webhook's client CAs (%w): only kube-apiserver sends reviews here", short(leaf.Subject.CommonName), err)
 	}
 	var names []string
 	if leaf.Subject.CommonName != "" {
@@ -97,5 +101,17 @@ func (w *Webhook) clientName(req *http.Request) (string, error) {
 			return n, nil
 		}
 	}
-	return "", fmt.Errorf("the TLS client certificate names %q, none of %q: only kube-apiserver sends reviews here", names, w.cfg.ClientNames)
+	for i, n := range names {
+		names[i] = short(n)
+	}
+	return "", fmt.Errorf("the TLS client certificate names %q, none of %q: only kube-apiserver sends reviews here", names[:min(len(names), 4)], w.cfg.ClientNames)
+}
+
+// short is a name a client chose, cut to 128 bytes, for a message that
+// quotes it.
+func short(s string) string {
+	if len(s) <= 128 {
+		return s
+	}
+	return s[:128] + "…"
 }
