@@ -1,6 +1,7 @@
 package workloadapi
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"strconv"
@@ -19,9 +20,9 @@ const (
 	// open. go-spiffe's client uses one; Envoy, Java and the others a few.
 	DefaultMaxConnsPerProcess = 16
 	// DefaultMaxStreamsPerProcess bounds the streams (FetchX509SVID,
-	// FetchX509Bundles, FetchJWTBundles) one process holds open over all
-	// its connections; go-spiffe's X509Source, JWTSource and BundleSource
-	// hold one or two each.
+	// FetchX509Bundles, FetchJWTBundles) and unary calls in flight one
+	// caller holds over all its connections; go-spiffe's X509Source,
+	// JWTSource and BundleSource hold one or two streams each.
 	DefaultMaxStreamsPerProcess = 64
 	// DefaultMaxConns bounds the connections of all callers together, far
 	// above what a node's pods hold (kubelet runs at most a few hundred
@@ -34,9 +35,19 @@ const (
 	maxStreamsPerConn = 100
 	// maxRequestBytes bounds a request message. The largest a client
 	// needs is ValidateJWTSVID of a token of another trust domain, a few
-	// KB; FetchJWTSVID's audience is at most 16 × 2048 bytes. gRPC's
-	// default is 4 MiB.
-	maxRequestBytes = 256 << 10
+	// KB; FetchJWTSVID's audience is at most 16 × 2048 bytes, and an
+	// audience over that (100 KB, say) is let through to be refused with
+	// InvalidArgument, saying the limits. gRPC's default is 4 MiB.
+	maxRequestBytes = 128 << 10
+	// maxCallsInFlight bounds the unary calls of all callers together the
+	// agent holds at once, each with its request: the rest wait their
+	// turn (a call takes well under a millisecond, or a signature).
+	maxCallsInFlight = 128
+	// flowWindow is the HTTP/2 flow-control window of every connection
+	// and stream, fixed (grpc-go's own default is 64 KiB, grown with the
+	// link's bandwidth): a connection holds at most this much of what its
+	// peer sent and the agent has not read.
+	flowWindow = 64 << 10
 )
 
 // processLimits counts the connections and streams of every caller
@@ -47,6 +58,9 @@ type processLimits struct {
 	maxConns, maxStreams, maxTotal int
 	group                          func(pid int32) string
 	log                            *slog.Logger
+
+	// calls holds a token for each unary call in flight.
+	calls chan struct{}
 
 	mu    sync.Mutex
 	total int                    // guarded by mu: connections open
@@ -63,7 +77,7 @@ type processUse struct {
 
 func newProcessLimits(cfg *Config) *processLimits {
 	return &processLimits{maxConns: cfg.MaxConnsPerProcess, maxStreams: cfg.MaxStreamsPerProcess, maxTotal: cfg.MaxConns,
-		group: cfg.CallerGroup, log: cfg.Log, procs: map[string]*processUse{}}
+		group: cfg.CallerGroup, log: cfg.Log, procs: map[string]*processUse{}, calls: make(chan struct{}, maxCallsInFlight)}
 }
 
 // key is what the limits count pid's connections and streams under: its
@@ -150,6 +164,34 @@ func (l *processLimits) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServ
 	}
 	defer release()
 	return handler(srv, ss)
+}
+
+// unary is the unary interceptor that counts each caller's calls in
+// flight with its streams, so that a pod's calls, each holding its
+// request, are bounded as its streams are.
+func (l *processLimits) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	info, ok := callerInfoFrom(ctx)
+	if !ok {
+		return nil, status.Error(codes.PermissionDenied, msgNoPeer)
+	}
+	key := info.limitKey
+	if key == "" {
+		key = l.key(info.PID)
+	}
+	release, ok := l.open(key, true)
+	if !ok {
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"the caller has %d streams and calls in flight to the agent, the most one pod (or process outside a pod) may: wait for some to end",
+			l.maxStreams)
+	}
+	defer release()
+	select {
+	case l.calls <- struct{}{}:
+		defer func() { <-l.calls }()
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return handler(ctx, req)
 }
 
 // limitedListener accepts unix socket connections, reads the peer's

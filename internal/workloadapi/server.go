@@ -196,7 +196,12 @@ func (s *Server) Run(ctx context.Context) error {
 		// Bounds of what one caller may ask (limits.go).
 		grpc.MaxRecvMsgSize(maxRequestBytes),
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
-		grpc.ChainUnaryInterceptor(requireHeaderUnary),
+		// Fixed flow-control windows (which turns grpc-go's window
+		// growth off): what a connection's peer may have in flight to
+		// the agent stays within them, whatever it sends.
+		grpc.InitialWindowSize(flowWindow),
+		grpc.InitialConnWindowSize(flowWindow),
+		grpc.ChainUnaryInterceptor(requireHeaderUnary, limits.unary),
 		grpc.ChainStreamInterceptor(requireHeaderStream, limits.stream),
 	)
 	workload.RegisterSpiffeWorkloadAPIServer(gs, &api{cfg: &s.cfg, cache: c, jwt: jc, stop: runCtx.Done()})
