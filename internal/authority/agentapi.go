@@ -132,9 +132,11 @@ type AgentAPI struct {
 	cfg  AgentAPIConfig
 	user string // the agents' Kubernetes user name
 	svid *ownSVID
-	// attests limits attestations by address, signs SVID requests by
-	// agent node.
-	attests, signs *keyedLimiter
+	// attests limits attestations by address; signsX509 and signsJWT
+	// SVID requests by agent node, each type in a bucket of its own, so
+	// that a workload asking for JWT-SVIDs without end cannot hold back
+	// the X.509-SVIDs of its node.
+	attests, signsX509, signsJWT *keyedLimiter
 	// refusals bounds the refusals audited one by one.
 	refusals *refusalAudit
 }
@@ -225,12 +227,13 @@ func NewAgentAPI(cfg AgentAPIConfig) (*AgentAPI, error) {
 		cfg.Now = time.Now
 	}
 	return &AgentAPI{
-		cfg:      cfg,
-		user:     "system:serviceaccount:" + cfg.Namespace + ":" + cfg.ServiceAccount,
-		svid:     &ownSVID{id: cfg.ID, issuer: issuerOf(cfg.CA), now: cfg.Now, log: cfg.Log, what: "agent API"},
-		attests:  newKeyedLimiter(cfg.AttestRate, cfg.AttestBurst, cfg.Now),
-		refusals: newRefusalAudit(cfg.Now),
-		signs:    newKeyedLimiter(cfg.SignRate, cfg.SignBurst, cfg.Now),
+		cfg:       cfg,
+		user:      "system:serviceaccount:" + cfg.Namespace + ":" + cfg.ServiceAccount,
+		svid:      &ownSVID{id: cfg.ID, issuer: issuerOf(cfg.CA), now: cfg.Now, log: cfg.Log, what: "agent API"},
+		attests:   newKeyedLimiter(cfg.AttestRate, cfg.AttestBurst, cfg.Now),
+		refusals:  newRefusalAudit(cfg.Now),
+		signsX509: newKeyedLimiter(cfg.SignRate, cfg.SignBurst, cfg.Now),
+		signsJWT:  newKeyedLimiter(cfg.SignRate, cfg.SignBurst, cfg.Now),
 	}, nil
 }
 
@@ -493,11 +496,15 @@ func (a *AgentAPI) bundle(rw http.ResponseWriter, req *http.Request, c AgentCA) 
 // allowSign takes one of the agent of node's SVID requests of the second;
 // over the rate, it answers 429 and returns false.
 func (a *AgentAPI) allowSign(rw http.ResponseWriter, cl call, node string) bool {
-	if a.signs.allow(node) {
+	limits, what := a.signsX509, "X.509-SVID"
+	if cl.typ == audit.SVIDTypeJWT {
+		limits, what = a.signsJWT, "JWT-SVID"
+	}
+	if limits.allow(node) {
 		return true
 	}
-	a.tooMany(rw, cl, fmt.Sprintf("too many SVID requests from the agent of node %s: at most %g a second (%d at once) from one agent; retry in a second",
-		node, a.cfg.SignRate, a.cfg.SignBurst))
+	a.tooMany(rw, cl, fmt.Sprintf("too many %s requests from the agent of node %s: at most %g a second (%d at once) from one agent; retry in a second",
+		what, node, a.cfg.SignRate, a.cfg.SignBurst))
 	return false
 }
 

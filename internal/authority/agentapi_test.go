@@ -951,11 +951,18 @@ func TestAgentAPIRateLimits(t *testing.T) {
 	}
 	e.audit.take()
 	status, msg := sign(svidA)
-	want = "too many SVID requests from the agent of node node-a: at most 1 a second (2 at once) from one agent; retry in a second"
+	want = "too many X.509-SVID requests from the agent of node node-a: at most 1 a second (2 at once) from one agent; retry in a second"
 	if status != http.StatusTooManyRequests || msg != want {
 		t.Errorf("a third request of node-a: %d %q\nwant 429 %q", status, msg, want)
 	}
 	e.wantEvent(audit.OutcomeFailure, audit.SVIDTypeX509, "spiffe://cluster.local", "node/node-a", "refused X.509-SVID: "+want)
+	// JWT-SVIDs have a bucket of their own: X.509-SVIDs spent do not hold
+	// them back.
+	status, body = e.call(e.client(svidA), http.MethodPost, agentapi.JWTSVIDPath, agentapi.JWTSVIDRequest{ID: "spiffe://cluster.local/ns/shop/sa/web", Audience: []string{"db"}})
+	if status != http.StatusOK {
+		t.Errorf("node-a's first JWT-SVID after its X.509-SVIDs ran out: %d %s", status, body)
+	}
+	e.audit.take()
 	// node-b's bucket is its own; node-b asks for a pod of node-a: 403,
 	// not 429.
 	if status, _ := sign(svidB); status != http.StatusForbidden {

@@ -22,9 +22,10 @@ const (
 	// service account every half hour) is far below the rate.
 	DefaultSignRate  = 50
 	DefaultSignBurst = 300
-	// maxLimited bounds the callers tracked: past it, callers not seen
-	// before share one limiter, so that a flood of new addresses costs no
-	// memory.
+	// maxLimited bounds the callers tracked: past it, the one used least
+	// recently is forgotten (its bucket full again when next seen), so
+	// that a flood of new addresses costs no memory and takes no one
+	// else's allowance.
 	maxLimited = 4096
 	// limiterIdle is how long a caller's limiter is kept after its last
 	// use (by then it is full again).
@@ -38,10 +39,9 @@ type keyedLimiter struct {
 	burst int
 	now   func() time.Time
 
-	mu       sync.Mutex
-	callers  map[string]*callerLimit // guarded by mu
-	overflow *rate.Limiter           // guarded by mu: for callers past maxLimited
-	swept    time.Time               // guarded by mu
+	mu      sync.Mutex
+	callers map[string]*callerLimit // guarded by mu
+	swept   time.Time               // guarded by mu
 }
 
 type callerLimit struct {
@@ -50,8 +50,7 @@ type callerLimit struct {
 }
 
 func newKeyedLimiter(perSecond float64, burst int, now func() time.Time) *keyedLimiter {
-	return &keyedLimiter{r: rate.Limit(perSecond), burst: burst, now: now,
-		callers: map[string]*callerLimit{}, overflow: rate.NewLimiter(rate.Limit(perSecond), burst)}
+	return &keyedLimiter{r: rate.Limit(perSecond), burst: burst, now: now, callers: map[string]*callerLimit{}}
 }
 
 // allow takes one token of key's bucket; false when it has none left.
@@ -70,11 +69,25 @@ func (k *keyedLimiter) allow(key string) bool {
 	cl := k.callers[key]
 	if cl == nil {
 		if len(k.callers) >= maxLimited {
-			return k.overflow.AllowN(now, 1)
+			k.forgetOldest()
 		}
 		cl = &callerLimit{l: rate.NewLimiter(k.r, k.burst)}
 		k.callers[key] = cl
 	}
 	cl.used = now
 	return cl.l.AllowN(now, 1)
+}
+
+// forgetOldest forgets the caller used least recently; k.mu is held. It
+// runs only with maxLimited callers tracked, all seen in the last
+// limiterIdle.
+func (k *keyedLimiter) forgetOldest() {
+	var oldest string
+	var at time.Time
+	for c, cl := range k.callers {
+		if oldest == "" || cl.used.Before(at) {
+			oldest, at = c, cl.used
+		}
+	}
+	delete(k.callers, oldest)
 }

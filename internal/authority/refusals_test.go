@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,5 +35,27 @@ func TestRefusalAudit(t *testing.T) {
 	}
 	if note, _ := r.admit("address/10.244.0.9"); note != "" {
 		t.Errorf("the count was given twice: %q", note)
+	}
+}
+
+// Past maxLimited callers, the one used least recently is forgotten: a
+// flood of new addresses takes no one's allowance, and costs no memory.
+func TestKeyedLimiterForgetsTheOldest(t *testing.T) {
+	clk := catest.NewClock(time.Unix(1800000000, 0))
+	k := newKeyedLimiter(1, 1, clk.Now)
+	if !k.allow("agent") || k.allow("agent") {
+		t.Fatal("a bucket of one did not allow one, then refuse")
+	}
+	for i := range maxLimited {
+		clk.Add(time.Microsecond)
+		if !k.allow(fmt.Sprint("address/10.0.", i/256, ".", i%256)) {
+			t.Fatalf("new address %d refused", i)
+		}
+	}
+	if len(k.callers) != maxLimited {
+		t.Errorf("%d callers tracked, want %d", len(k.callers), maxLimited)
+	}
+	if !k.allow("agent") {
+		t.Error("the oldest caller, forgotten, was refused: it should start with a full bucket")
 	}
 }

@@ -58,6 +58,10 @@ func (a *api) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest) (*
 		return nil, status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, context.Canceled):
 		return nil, errStopping
+	case errors.Is(err, errJWTRate):
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"%s has asked for new JWT-SVIDs faster than %d a second (%d at once): reuse the audiences it asks for, whose JWT-SVIDs the agent keeps until half their life, and retry with backoff",
+			id, jwtSignRate, jwtSignBurst)
 	case err != nil:
 		a.cfg.Log.Warn("getting a JWT-SVID signed failed", "id", id.String(), "audience", logAudience(req.GetAudience()), "error", err)
 		return nil, errNoJWTSVID

@@ -2,6 +2,7 @@ package workloadapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/time/rate"
 )
 
 // Bounds of the JWT-SVID cache. A JWT-SVID of the default 5 min with one
@@ -27,7 +29,16 @@ const (
 	// maxCachedJWT is the longest JWT-SVID kept: a longer one (many long
 	// audiences) is served, and signed again next time.
 	maxCachedJWT = 8 << 10
+	// jwtSignRate and jwtSignBurst bound the new JWT-SVIDs one SPIFFE ID
+	// may have signed a second, and at once: the authority limits an
+	// agent's signatures, and one workload asking for new audiences
+	// without end would otherwise take the node's share from the others.
+	jwtSignRate  = 10
+	jwtSignBurst = 32
 )
+
+// errJWTRate is a cache miss over its ID's rate of signatures.
+var errJWTRate = errors.New("workloadapi: over the rate of new JWT-SVIDs")
 
 // jwtAlgorithms are those of the JWT-SVID standard, which a token from
 // the Signer must have to be parsed.
@@ -55,6 +66,8 @@ type jwtCache struct {
 	entries map[jwtKey]*jwtEntry  // guarded by mu
 	perID   map[spiffeid.ID]int   // guarded by mu: entries of each ID
 	flights map[jwtKey]*jwtFlight // guarded by mu: signatures under way
+	// signs limits each ID's signatures; an ID's bucket goes once full.
+	signs map[spiffeid.ID]*rate.Limiter // guarded by mu
 }
 
 // jwtKey names a JWT-SVID: its ID and its audience set, sorted, each
@@ -83,6 +96,7 @@ func newJWTCache(ctx context.Context, cfg *Config) *jwtCache {
 	return &jwtCache{
 		signer: cfg.Signer, now: cfg.Now, signTimeout: cfg.SignTimeout, log: cfg.Log, ctx: ctx,
 		entries: make(map[jwtKey]*jwtEntry), perID: make(map[spiffeid.ID]int), flights: make(map[jwtKey]*jwtFlight),
+		signs: make(map[spiffeid.ID]*rate.Limiter),
 	}
 }
 
@@ -103,6 +117,15 @@ func (c *jwtCache) get(ctx context.Context, id spiffeid.ID, audience []string) (
 	}
 	f, ok := c.flights[key]
 	if !ok {
+		l := c.signs[id]
+		if l == nil {
+			l = rate.NewLimiter(jwtSignRate, jwtSignBurst)
+			c.signs[id] = l
+		}
+		if !l.AllowN(c.now(), 1) {
+			c.mu.Unlock()
+			return "", errJWTRate
+		}
 		f = &jwtFlight{done: make(chan struct{})}
 		c.flights[key] = f
 		go c.fly(c.ctx, key, audience, f) //nolint:contextcheck // not under ctx: others may wait for it; it ends with the server
@@ -225,6 +248,11 @@ func (c *jwtCache) sweep() {
 	for k, e := range c.entries {
 		if !now.Before(e.renewAt) {
 			c.removeLocked(k)
+		}
+	}
+	for id, l := range c.signs {
+		if l.TokensAt(now) >= jwtSignBurst {
+			delete(c.signs, id)
 		}
 	}
 }

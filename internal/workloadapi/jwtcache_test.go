@@ -2,6 +2,7 @@ package workloadapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -136,7 +137,7 @@ func TestJWTCacheIsBounded(t *testing.T) {
 	c, signer, clk := newTestJWTCache(t)
 	for i := range maxJWTPerID + 1 {
 		mustGetJWT(t, c, webID, fmt.Sprint("aud-", i))
-		clk.Add(time.Millisecond)
+		clk.Add(time.Second / jwtSignRate) // within the ID's rate of signatures
 	}
 	if n := c.perID[webID]; n != maxJWTPerID || len(c.entries) != maxJWTPerID {
 		t.Fatalf("%d entries of %s (%d in all), want %d", n, webID, len(c.entries), maxJWTPerID)
@@ -268,5 +269,35 @@ func TestAudienceKeyIsOneSetOneKey(t *testing.T) {
 	}
 	if audienceKey(unique([]string{"b", "a", "b"})) != audienceKey([]string{"a", "b"}) {
 		t.Error("one set, in another order and with a repeat, makes another key")
+	}
+}
+
+// One ID gets jwtSignBurst new JWT-SVIDs at once, then jwtSignRate a
+// second: a workload asking for new audiences without end cannot take
+// the node's share of the authority's signatures. Cached ones are served
+// all the same, and another ID has a bucket of its own.
+func TestJWTCacheRateOfSignatures(t *testing.T) {
+	c, signer, clk := newTestJWTCache(t)
+	for i := range jwtSignBurst {
+		mustGetJWT(t, c, webID, fmt.Sprint("aud-", i))
+	}
+	if _, err := c.get(t.Context(), webID, []string{"one-more"}); !errors.Is(err, errJWTRate) {
+		t.Fatalf("a new JWT-SVID over the burst: %v, want errJWTRate", err)
+	}
+	if signer.jwt.Load() != jwtSignBurst {
+		t.Errorf("%d signatures, want %d", signer.jwt.Load(), jwtSignBurst)
+	}
+	mustGetJWT(t, c, webID, "aud-0") // cached
+	other := spiffeid.RequireFromPath(td, "/ns/app/sa/other")
+	mustGetJWT(t, c, other, "one-more")
+	clk.Add(time.Second / jwtSignRate)
+	mustGetJWT(t, c, webID, "one-more")
+	// The sweep drops the buckets that are full again, and them only.
+	c.sweep()
+	if _, ok := c.signs[other]; ok {
+		t.Errorf("the sweep kept %s's bucket, full again", other)
+	}
+	if _, ok := c.signs[webID]; !ok {
+		t.Errorf("the sweep dropped %s's bucket, not full yet", webID)
 	}
 }
