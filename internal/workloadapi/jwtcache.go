@@ -68,6 +68,8 @@ type jwtCache struct {
 	flights map[jwtKey]*jwtFlight // guarded by mu: signatures under way
 	// signs limits each ID's signatures; an ID's bucket goes once full.
 	signs map[spiffeid.ID]*rate.Limiter // guarded by mu
+	// flying counts the signatures under way, for wait.
+	flying sync.WaitGroup
 }
 
 // jwtKey names a JWT-SVID: its ID and its audience set, sorted, each
@@ -128,7 +130,7 @@ func (c *jwtCache) get(ctx context.Context, id spiffeid.ID, audience []string) (
 		}
 		f = &jwtFlight{done: make(chan struct{})}
 		c.flights[key] = f
-		go c.fly(c.ctx, key, audience, f) //nolint:contextcheck // not under ctx: others may wait for it; it ends with the server
+		c.flying.Go(func() { c.fly(c.ctx, key, audience, f) }) //nolint:contextcheck // not under ctx: others may wait for it; it ends with the server
 	}
 	c.mu.Unlock()
 	select {
@@ -138,6 +140,10 @@ func (c *jwtCache) get(ctx context.Context, id spiffeid.ID, audience []string) (
 		return "", ctx.Err()
 	}
 }
+
+// wait waits for the signatures under way, which end with the cache's
+// context.
+func (c *jwtCache) wait() { c.flying.Wait() }
 
 // fly gets a JWT-SVID signed, checks it, and keeps it unless it is too
 // long to.

@@ -232,5 +232,6 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := <-served; err != nil {
 		s.cfg.Log.Warn("the Workload API's server stopped with an error", "error", err)
 	}
+	jc.wait() // signatures under way end with runCtx
 	return ctx.Err()
 }
