@@ -4,17 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"kzero.dev/kzero/internal/unixsocket"
 )
 
 // CSIVersion is the version of the CSI specification the driver speaks,
@@ -105,64 +105,16 @@ func stop(s *grpc.Server, log *slog.Logger) {
 
 // listen makes the unix socket path, open to its owner (root: kubelet)
 // only, making its directory if missing and replacing a socket a previous
-// agent left; anything else at path is refused. Closing the listener
-// removes the socket, unless another agent has replaced it since (a new
-// agent may start before the old one has stopped).
+// driver left (unixsocket.Listen).
 func listen(ctx context.Context, path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("csidriver: the socket's directory: %w", err)
 	}
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("csidriver: socket path: %w", err)
-	case fi.Mode().Type() != fs.ModeSocket:
-		return nil, fmt.Errorf("csidriver: %s is not a socket (%s): remove it, or choose another path", path, fi.Mode().Type())
-	default:
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("csidriver: remove the socket a previous agent left: %w", err)
-		}
-	}
-	lis, err := (&net.ListenConfig{}).Listen(ctx, "unix", path)
+	lis, err := unixsocket.Listen(ctx, path, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("csidriver: listen: %w", err)
+		return nil, fmt.Errorf("csidriver: %w", err)
 	}
-	ul, ok := lis.(*net.UnixListener)
-	if !ok {
-		_ = lis.Close()
-		return nil, fmt.Errorf("csidriver: listen: a %T is not a unix socket listener", lis)
-	}
-	ul.SetUnlinkOnClose(false)
-	if err := os.Chmod(path, 0o600); err != nil {
-		_ = ul.Close()
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("csidriver: make the socket kubelet's only: %w", err)
-	}
-	if fi, err = os.Lstat(path); err != nil {
-		_ = ul.Close()
-		return nil, fmt.Errorf("csidriver: socket path: %w", err)
-	}
-	return &socketListener{UnixListener: ul, path: path, made: fi}, nil
-}
-
-// socketListener removes its socket file when it closes, if the file is
-// still the one it made.
-type socketListener struct {
-	*net.UnixListener
-	path string
-	made fs.FileInfo
-	once sync.Once
-}
-
-func (l *socketListener) Close() error {
-	err := l.UnixListener.Close()
-	l.once.Do(func() {
-		if fi, serr := os.Lstat(l.path); serr == nil && os.SameFile(fi, l.made) {
-			_ = os.Remove(l.path)
-		}
-	})
-	return err
+	return lis, nil
 }
 
 // registration is kubelet's plugin registration service: kubelet finds
