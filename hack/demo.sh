@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# make demo: kzero's main job, end to end, on the project's real
-# single-node cluster: bring it up, install kzero from its own manifests,
-# deploy a sample app into an enrolled namespace whose manifests mention
-# nothing of kzero, and show what each pod got.
+# make demo: kzero's main job, end to end, on the project's real cluster
+# (one node unless NODES says more): bring it up, install kzero from its
+# own manifests, deploy a sample app into an enrolled namespace whose
+# manifests mention nothing of kzero, and show what each pod got.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "${here}/cluster/lib.sh"
@@ -19,13 +19,12 @@ say "building the kzero and sample-app images (no Docker: go-containerregistry) 
 step "kzero image" bash "${here}/cluster/image.sh" --path /kzero --also ./cmd/kzero-agent ./cmd/kzero kzero.local/kzero:demo
 step "sample app image" bash "${here}/cluster/image.sh" ./hack/demo/app kzero.local/demo-app:v1
 
-# kubelet's root directory here is the harness's, not /var/lib/kubelet.
-# The harness's kube-apiserver presents its webhook client certificate to
-# admission webhooks; given its CA, kzero's webhooks read reviews only from
-# kube-apiserver (docs/install.md).
-kubelet_dir="${KZERO_RUN_DIR}/kubelet/root"
-say "installing kzero: bin/kzero install --image kzero.local/kzero:demo --kubelet-dir ${kubelet_dir} --webhook-client-ca ... | kubectl apply -f -"
-bin/kzero install --image kzero.local/kzero:demo --pull-policy Never --kubelet-dir "${kubelet_dir}" \
+# Each node of the harness has its own /var/lib/kubelet, kzero install's
+# default. The harness's kube-apiserver presents its webhook client
+# certificate to admission webhooks; given its CA, kzero's webhooks read
+# reviews only from kube-apiserver (docs/install.md).
+say "installing kzero: bin/kzero install --image kzero.local/kzero:demo --webhook-client-ca ... | kubectl apply -f -"
+bin/kzero install --image kzero.local/kzero:demo --pull-policy Never \
 	--webhook-client-ca "${KZERO_PKI_DIR}/webhook-client-ca.crt" --webhook-client-name kube-apiserver-webhook-client |
 	kubectl apply -f -
 kubectl -n kzero-system rollout status deployment/kzero-authority --timeout=180s

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # image.sh: builds a container image from one static Go binary, with no Docker
-# engine, and imports it into the cluster's containerd.
+# engine, and imports it into the containerd of every node of the cluster.
 #
 #   image.sh [--no-import] [--path /in/image] [--also PACKAGE2]... PACKAGE REF
 #       builds the Go package PACKAGE (a path in this repository, e.g.
@@ -60,8 +60,13 @@ args=(-binary "${binary}" "${extra[@]}" -tag "${ref}" -o "${tarball}")
 "${KZERO_TOOLS_BIN}/mkimage" "${args[@]}"
 
 if [[ "${import}" == 1 ]]; then
-	[[ -S "${KZERO_CONTAINERD_SOCK}" ]] || die "containerd is not running (no ${KZERO_CONTAINERD_SOCK}); start a node with 'make cluster-up'"
-	ctr --address "${KZERO_CONTAINERD_SOCK}" -n "${KZERO_CONTAINERD_NS}" images import "${tarball}" >/dev/null ||
-		die "importing ${tarball} into containerd failed"
+	names="$(nodes)"
+	[[ -n "${names}" ]] || die "no node is running in ${KZERO_RUN_DIR}; start a cluster with nodes with 'make cluster-up'"
+	for n in ${names}; do
+		sock="$(node_sock "${n}")"
+		[[ -S "${sock}" ]] || die "${n}'s containerd is not running (no ${sock}); restart the cluster with 'make cluster-down cluster-up'"
+		ctr --address "${sock}" -n "${KZERO_CONTAINERD_NS}" images import "${tarball}" >/dev/null ||
+			die "importing ${tarball} into ${n}'s containerd failed"
+	done
 fi
 echo "${tarball}"

@@ -2,10 +2,23 @@
 # lib.sh: settings and helpers shared by the hack/cluster scripts.
 # Source it; it does not run anything by itself.
 
+# The cluster. CLUSTER (make cluster-up CLUSTER=NAME) names a second,
+# independent cluster beside the default one (empty): its own state
+# directory, PKI, etcd, kube-apiserver, ranges and nodes. NODES is how many
+# nodes a cluster-up starts (1 to 3).
+KZERO_CLUSTER="${KZERO_CLUSTER:-${CLUSTER:-}}"
+if [[ -n "${KZERO_CLUSTER}" && ! "${KZERO_CLUSTER}" =~ ^[a-z]([a-z0-9-]{0,14}[a-z0-9])?$ ]]; then
+	printf 'hack/cluster: error: CLUSTER=%s: want a name of 1 to 16 lowercase letters, digits and dashes, starting with a letter\n' "${KZERO_CLUSTER}" >&2
+	exit 1
+fi
+KZERO_NODES="${KZERO_NODES:-${NODES:-1}}"
+
 # Paths. Every one can be overridden from the environment (docs/cluster.md).
 KZERO_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KZERO_CACHE_DIR="${KZERO_CACHE_DIR:-${KZERO_REPO_ROOT}/.cache}"
-KZERO_RUN_DIR="${KZERO_RUN_DIR:-${KZERO_REPO_ROOT}/.run/cluster}"
+if [[ -z "${KZERO_RUN_DIR:-}" ]]; then
+	KZERO_RUN_DIR="${KZERO_REPO_ROOT}/.run/cluster${KZERO_CLUSTER:+-${KZERO_CLUSTER}}"
+fi
 KZERO_TOOLS_DIR="${KZERO_REPO_ROOT}/hack/k8s"
 
 # Versions come from the pinning module, so there is one place to change them.
@@ -17,39 +30,107 @@ ETCD_VERSION="$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v/ {print $2; e
 KZERO_BIN_DIR="${KZERO_BIN_DIR:-${KZERO_CACHE_DIR}/k8s/${K8S_VERSION}/bin}"
 KZERO_IMAGE_DIR="${KZERO_CACHE_DIR}/images"
 
-# Cluster layout. The ranges are chosen once; docs/cluster.md lists them.
-KZERO_NODE_NAME="${KZERO_NODE_NAME:-kzero-node}"
-# The pod range lives on the bridge KZERO_BRIDGE, whose address is also the
-# node's: kube-apiserver and kubelet bind it. The Service range is routed to
-# KZERO_SINK, a bridge with no ports (this kernel has no dummy driver), where
-# whatever kube-proxy does not rewrite is dropped. KZERO_GUARD_CIDR, the pod
-# range's /16, is routed to the sink as well, so pod addresses never follow
-# the default route, even when the bridge is gone. Packets from pods are
-# routed by table KZERO_ROUTE_TABLE, which knows only the pod range.
-KZERO_POD_CIDR="10.244.0.0/24"
-KZERO_NODE_IP="10.244.0.1"
-KZERO_GUARD_CIDR="10.244.0.0/16"
-KZERO_SERVICE_CIDR="10.96.0.0/24"
-KZERO_SERVICE_APISERVER_IP="10.96.0.1"
-KZERO_BRIDGE="kzero0"
-KZERO_SINK="kzero-svc0"
-KZERO_ROUTE_TABLE=2440
-KZERO_CNI_NETWORK="kzero"
-KZERO_APISERVER_PORT="${KZERO_APISERVER_PORT:-6443}"
-KZERO_ETCD_CLIENT_PORT=2379
-KZERO_ETCD_PEER_PORT=2380
-# Ports the harness binds. Components' own health/metrics ports included.
-KZERO_PORTS=(2379 2380 "${KZERO_APISERVER_PORT}" 10248 10249 10250 10256 10257 10259)
-KZERO_CONTAINERD_NS="k8s.io"
-KZERO_PAUSE_IMAGE="kzero.local/pause:v1"
-
 # State files inside KZERO_RUN_DIR.
 KZERO_PKI_DIR="${KZERO_RUN_DIR}/pki"
 KZERO_PID_DIR="${KZERO_RUN_DIR}/pids"
 KZERO_LOG_DIR="${KZERO_RUN_DIR}/logs"
 KZERO_KUBECONFIG="${KZERO_RUN_DIR}/admin.kubeconfig"
 KZERO_TOOLS_BIN="${KZERO_CACHE_DIR}/tools/bin"
-KZERO_CONTAINERD_SOCK="${KZERO_RUN_DIR}/containerd/containerd.sock"
+# KZERO_NODES_FILE lists the running cluster's nodes, one a line:
+# "NAME IP POD-CIDR".
+KZERO_NODES_FILE="${KZERO_RUN_DIR}/nodes"
+
+# Cluster layout. Each cluster has an index: 0 for the default one, 1 to 3
+# for named ones (given at cluster-up, kept in ${KZERO_RUN_DIR}/index). The
+# index keys its ranges, so that clusters never overlap; docs/cluster.md
+# lists them. With P = 10.(244+index):
+#   P.0.0/24   the cluster network, on the machine's bridge KZERO_BRIDGE:
+#              the machine is P.0.1 (kube-apiserver binds it), node i is
+#              P.0.(10+i), each in Linux namespaces of its own
+#   P.i.0/24   node i's pods, on a bridge inside node i; the machine and the
+#              other nodes route it to node i
+#   P.0.0/16   the guard range: routed to KZERO_SINK on the machine, a bridge
+#              with no ports (this kernel has no dummy driver), so that no
+#              address of the cluster follows the default route
+#   10.(96+index).0.0/24 the Services, routed to a sink on the machine and
+#              in each node; kube-proxy in each node rewrites those it knows
+# Packets from the cluster's addresses that reach the machine are routed by
+# table KZERO_ROUTE_TABLE, which knows only the cluster's ranges; the nodes
+# have no default route at all. The control plane's other processes bind
+# the loopback address KZERO_LOOPBACK.
+cluster_layout() {
+	local c="$1" p
+	KZERO_INDEX="${c}"
+	p="10.$((244 + c))"
+	KZERO_NET_PREFIX="${p}"
+	KZERO_HOST_IP="${p}.0.1"
+	KZERO_CLUSTER_NET="${p}.0.0/24"
+	KZERO_GUARD_CIDR="${p}.0.0/16"
+	KZERO_SERVICE_CIDR="10.$((96 + c)).0.0/24"
+	KZERO_SERVICE_APISERVER_IP="10.$((96 + c)).0.1"
+	KZERO_BRIDGE="kzero${c}"
+	KZERO_SINK="kzero-svc${c}"
+	KZERO_ROUTE_TABLE=$((2440 + c))
+	KZERO_LOOPBACK="127.0.${c}.1"
+	KZERO_NAME_PREFIX="${KZERO_CLUSTER:-kzero}"
+	# kube-apiserver's service account issuer: the cluster's own.
+	KZERO_SA_ISSUER="https://kubernetes.default.svc.cluster.local"
+	[[ -n "${KZERO_CLUSTER}" ]] && KZERO_SA_ISSUER="https://${KZERO_CLUSTER}.clusters.kzero.local"
+	return 0
+}
+
+# node_name I, node_ip I, node_pod_cidr I, node_pod_gateway I: node I's name
+# and addresses.
+node_name() { echo "${KZERO_NAME_PREFIX}-node-$1"; }
+node_ip() { echo "${KZERO_NET_PREFIX}.0.$((10 + $1))"; }
+node_pod_cidr() { echo "${KZERO_NET_PREFIX}.$1.0/24"; }
+node_pod_gateway() { echo "${KZERO_NET_PREFIX}.$1.1"; }
+# node_dir NAME: a node's state; node_sock NAME: its containerd's socket.
+node_dir() { echo "${KZERO_RUN_DIR}/$1"; }
+node_sock() { echo "$(node_dir "$1")/containerd.sock"; }
+
+# cluster_index prints this cluster's index: recorded, else 0 for the
+# default cluster, else (a named cluster about to start) the lowest that no
+# other cluster whose state directory is beside this one's holds, else
+# "none". up.sh calls it under KZERO_INDEX_LOCK, so that two named clusters
+# starting at once do not take the same.
+cluster_index() {
+	if [[ -f "${KZERO_RUN_DIR}/index" ]]; then
+		cat "${KZERO_RUN_DIR}/index"
+		return
+	fi
+	if [[ -z "${KZERO_CLUSTER}" ]]; then
+		echo 0
+		return
+	fi
+	local c f taken
+	for c in 1 2 3; do
+		taken=0
+		for f in "$(dirname "${KZERO_RUN_DIR}")"/*/index; do
+			[[ -f "${f}" && "$(cat "${f}")" == "${c}" ]] && taken=1
+		done
+		if [[ "${taken}" == 0 ]]; then
+			echo "${c}"
+			return
+		fi
+	done
+	echo none
+}
+KZERO_INDEX_LOCK="$(dirname "${KZERO_RUN_DIR}")/.cluster-index.lock"
+KZERO_INDEX_NOW="$(cluster_index)"
+if [[ "${KZERO_INDEX_NOW}" =~ ^[0-3]$ ]]; then
+	cluster_layout "${KZERO_INDEX_NOW}"
+fi
+
+# nodes prints the running cluster's node names.
+nodes() { [[ -f "${KZERO_NODES_FILE}" ]] && awk '{print $1}' "${KZERO_NODES_FILE}"; return 0; }
+
+KZERO_CNI_NETWORK="kzero"
+KZERO_APISERVER_PORT="${KZERO_APISERVER_PORT:-6443}"
+KZERO_ETCD_CLIENT_PORT=2379
+KZERO_ETCD_PEER_PORT=2380
+KZERO_CONTAINERD_NS="k8s.io"
+KZERO_PAUSE_IMAGE="kzero.local/pause:v1"
 
 # ---- output -----------------------------------------------------------------
 
@@ -90,19 +171,25 @@ require_cgroups() {
 	done
 }
 
-# port_in_use PORT: true if something listens on TCP PORT.
+# port_in_use IP PORT: true if something listens on TCP PORT of IP (or of
+# every address).
 port_in_use() {
-	local hex
-	hex="$(printf '%04X' "$1")"
-	awk -v p=":${hex}" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' \
-		/proc/net/tcp /proc/net/tcp6 2>/dev/null
+	local ip="$1" hex addr a b c d
+	hex="$(printf '%04X' "$2")"
+	IFS=. read -r a b c d <<<"${ip}"
+	addr="$(printf '%02X%02X%02X%02X' "${d}" "${c}" "${b}" "${a}")" # /proc/net/tcp: little-endian
+	awk -v a="${addr}:${hex}" -v any="00000000:${hex}" 'NR > 1 && $4 == "0A" && ($2 == a || $2 == any) {found = 1} END {exit !found}' \
+		/proc/net/tcp 2>/dev/null ||
+		awk -v p=":${hex}" 'NR > 1 && $4 == "0A" && $2 == "00000000000000000000000000000000" p {found = 1} END {exit !found}' \
+			/proc/net/tcp6 2>/dev/null
 }
 
+# require_ports_free IP:PORT...: dies if something listens on one.
 require_ports_free() {
 	local p
 	for p in "$@"; do
-		if port_in_use "${p}"; then
-			die "TCP port ${p} is already in use; find the owner with 'ss -ltnp sport = :${p}' and stop it (or run 'make cluster-down' if it is ours)"
+		if port_in_use "${p%:*}" "${p##*:}"; then
+			die "TCP port ${p} is already in use; find the owner with 'ss -ltnp sport = :${p##*:}' and stop it (or run 'make cluster-down' if it is ours)"
 		fi
 	done
 }
@@ -219,9 +306,78 @@ kctl() { "${KZERO_BIN_DIR}/kubectl" --kubeconfig "${KZERO_KUBECONFIG}" "$@"; }
 api_get() {
 	curl -fsS --max-time 5 --cacert "${KZERO_PKI_DIR}/ca.crt" \
 		--cert "${KZERO_PKI_DIR}/admin.crt" --key "${KZERO_PKI_DIR}/admin.key" \
-		"https://${KZERO_NODE_IP}:${KZERO_APISERVER_PORT}$1"
+		"https://${KZERO_HOST_IP}:${KZERO_APISERVER_PORT}$1"
 }
 
-# Components in the order they start; down.sh stops them in reverse.
+
+# ---- nodes ------------------------------------------------------------------
+
+# A node is a set of Linux namespaces of its own (mount, UTS, IPC, network,
+# PID), held by an init: the harness's pause, PID 1 of the node, which reaps
+# orphans. Its processes are entered into those namespaces with nsenter.
+# When its init stops, the kernel kills every process of the node, and the
+# namespaces, with their mounts, network devices and iptables rules, go.
+
+# start_node_namespaces NAME: makes node NAME's namespaces and init,
+# recorded as NAME.init (the init's PID, on the machine).
+start_node_namespaces() {
+	local name="$1" u i child
+	mkdir -p "${KZERO_PID_DIR}" "${KZERO_LOG_DIR}"
+	setsid unshare --fork --pid --mount-proc --mount --uts --ipc --net --propagation private --kill-child \
+		-- "${KZERO_TOOLS_BIN}/pause" >"${KZERO_LOG_DIR}/${name}.init.log" 2>&1 </dev/null 9>&- &
+	u=$!
+	for ((i = 0; i < 250; i++)); do
+		child="$(awk '{print $1}' "/proc/${u}/task/${u}/children" 2>/dev/null || true)"
+		if [[ -n "${child}" ]]; then
+			echo "${child} ${KZERO_TOOLS_BIN}/pause" >"${KZERO_PID_DIR}/${name}.init.pid"
+			pid_alive "${name}.init" && return 0
+		fi
+		kill -0 "${u}" 2>/dev/null || break
+		sleep 0.02
+	done
+	die "node ${name}'s namespaces did not start; see ${KZERO_LOG_DIR}/${name}.init.log"
+}
+
+# in_node NAME CMD...: runs CMD in node NAME's namespaces.
+in_node() {
+	local name="$1" pid
+	shift
+	pid="$(recorded_pid "${name}.init")" || die "node ${name} is not running (no init recorded in ${KZERO_PID_DIR})"
+	nsenter --target "${pid}" --mount --uts --ipc --net --pid -- "$@"
+}
+
+# start_node_proc NODE NAME BINARY ARGS...: start_proc, in node NODE's
+# namespaces; the PID recorded is the binary's own, not nsenter's.
+start_node_proc() {
+	local node="$1" name="$2" bin="$3" init ns i child
+	shift 3
+	init="$(recorded_pid "${node}.init")" || die "node ${node} is not running (no init recorded in ${KZERO_PID_DIR})"
+	mkdir -p "${KZERO_PID_DIR}" "${KZERO_LOG_DIR}"
+	setsid nsenter --target "${init}" --mount --uts --ipc --net --pid -- "${bin}" "$@" \
+		>"${KZERO_LOG_DIR}/${name}.log" 2>&1 </dev/null 9>&- &
+	ns=$!
+	for ((i = 0; i < 250; i++)); do
+		child="$(awk '{print $1}' "/proc/${ns}/task/${ns}/children" 2>/dev/null || true)"
+		if [[ -n "${child}" ]]; then
+			echo "${child} ${bin}" >"${KZERO_PID_DIR}/${name}.pid"
+			pid_alive "${name}" && return 0
+		fi
+		kill -0 "${ns}" 2>/dev/null || return 0 # exited: wait_for says so
+		sleep 0.02
+	done
+}
+
+# node_cgroup NAME: the cgroup (below each hierarchy's root) that node
+# NAME's kubelet makes its pods' cgroups in: nodes never share one, as a
+# kubelet kills what it finds in its own that it did not start.
+node_cgroup() { echo "/kzero-node.$1"; }
+
+# KZERO_NODE_PRIVATE_DIRS are the directories each node has of its own (in
+# ${KZERO_RUN_DIR}/<node>/root), besides /run and /var/lib/kubelet.
+KZERO_NODE_PRIVATE_DIRS=(/tmp /var/tmp /var/lib /var/log /mnt /srv /opt)
+
+# node_procs: the processes of a node, in the order they start (recorded as
+# <node>.<proc>); the control plane's.
+KZERO_NODE_PROCS=(containerd kubelet kube-proxy)
 KZERO_CP_PROCS=(etcd kube-apiserver)
-KZERO_NODE_PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+KZERO_CONTROLLERS=(kube-controller-manager kube-scheduler)

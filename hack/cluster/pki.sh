@@ -10,8 +10,9 @@
 #   admission.yaml      kube-apiserver's admission configuration, which has it
 #                       present that certificate to every admission webhook
 #   apiserver, apiserver-kubelet-client, apiserver-etcd-client, etcd-server,
-#   kubelet (serving), and client certificates for admin, kubelet
-#   (system:node:<name>), kube-controller-manager, kube-scheduler, kube-proxy
+#   for each node kubelet-server-<node> (serving) and kubelet-<node> (client,
+#   system:node:<node>), and client certificates for admin,
+#   kube-controller-manager, kube-scheduler, kube-proxy
 #   sa.{key,pub}        the service account signing key
 # and <component>.kubeconfig for each client. Keys are ECDSA P-256 (the
 # service account key is RSA 2048, the algorithm every token verifier has).
@@ -22,7 +23,7 @@ command -v openssl >/dev/null || die "openssl is missing: run hack/cluster/insta
 d="${KZERO_PKI_DIR}"
 mkdir -p "${d}"
 chmod 700 "${d}"
-server_url="https://${KZERO_NODE_IP}:${KZERO_APISERVER_PORT}"
+server_url="https://${KZERO_HOST_IP}:${KZERO_APISERVER_PORT}"
 days=365
 
 newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; chmod 600 "$1"; }
@@ -92,19 +93,22 @@ ca etcd-ca kzero-etcd-ca
 ca front-proxy-ca kzero-front-proxy-ca
 ca webhook-client-ca kzero-webhook-client-ca
 
-apiserver_sans="IP:${KZERO_NODE_IP},IP:${KZERO_SERVICE_APISERVER_IP},IP:127.0.0.1"
+apiserver_sans="IP:${KZERO_HOST_IP},IP:${KZERO_SERVICE_APISERVER_IP},IP:127.0.0.1"
 apiserver_sans+=",DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
-apiserver_sans+=",DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:${KZERO_NODE_NAME}"
+apiserver_sans+=",DNS:kubernetes.default.svc.cluster.local,DNS:localhost"
 cert apiserver ca "/CN=kube-apiserver" server "${apiserver_sans}"
 cert apiserver-kubelet-client ca "/CN=kube-apiserver-kubelet-client" client
 cert apiserver-etcd-client etcd-ca "/CN=kube-apiserver-etcd-client" client
-cert etcd-server etcd-ca "/CN=kzero-etcd" peer "IP:127.0.0.1,DNS:localhost"
+cert etcd-server etcd-ca "/CN=kzero-etcd" peer "IP:${KZERO_LOOPBACK},IP:127.0.0.1,DNS:localhost"
 cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" client
 cert apiserver-webhook-client webhook-client-ca "/CN=kube-apiserver-webhook-client" client
-cert kubelet-server ca "/CN=${KZERO_NODE_NAME}" server "IP:${KZERO_NODE_IP},DNS:${KZERO_NODE_NAME}"
+for ((i = 1; i <= KZERO_NODES; i++)); do
+	n="$(node_name "${i}")"
+	cert "kubelet-server-${n}" ca "/CN=${n}" server "IP:$(node_ip "${i}"),DNS:${n}"
+	cert "kubelet-${n}" ca "/O=system:nodes/CN=system:node:${n}" client
+done
 
 cert admin ca "/O=system:masters/CN=kubernetes-admin" client
-cert kubelet ca "/O=system:nodes/CN=system:node:${KZERO_NODE_NAME}" client
 cert kube-controller-manager ca "/CN=system:kube-controller-manager" client
 cert kube-scheduler ca "/CN=system:kube-scheduler" client
 cert kube-proxy ca "/CN=system:kube-proxy" client
@@ -114,7 +118,10 @@ chmod 600 "${d}/sa.key"
 openssl pkey -in "${d}/sa.key" -pubout -out "${d}/sa.pub"
 
 kubeconfig admin kubernetes-admin
-kubeconfig kubelet "system:node:${KZERO_NODE_NAME}"
+for ((i = 1; i <= KZERO_NODES; i++)); do
+	n="$(node_name "${i}")"
+	kubeconfig "kubelet-${n}" "system:node:${n}"
+done
 kubeconfig kube-controller-manager system:kube-controller-manager
 kubeconfig kube-scheduler system:kube-scheduler
 kubeconfig kube-proxy system:kube-proxy

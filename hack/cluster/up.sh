@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# up.sh [node|control-plane]: starts a single-node Kubernetes as plain
-# processes. control-plane runs etcd and kube-apiserver only; node adds
-# kube-controller-manager, kube-scheduler, containerd, kubelet and kube-proxy,
-# with a bridge pod network and ClusterIP Services. Starting a cluster that is
-# already up in the same mode does nothing. State: ${KZERO_RUN_DIR}.
+# up.sh [node|control-plane]: starts a Kubernetes cluster as plain
+# processes on this machine. control-plane runs etcd and kube-apiserver
+# only; node adds kube-controller-manager and kube-scheduler, and NODES
+# nodes (1 to 3; default 1), each in Linux namespaces of its own (mount,
+# UTS, IPC, network, PID) with its own containerd, kubelet and kube-proxy,
+# joined by a bridge on the machine, with a pod range each and ClusterIP
+# Services. CLUSTER=NAME starts a second, independent cluster beside the
+# default one. Starting a cluster that is already up in the same mode with
+# the same nodes does nothing. State: ${KZERO_RUN_DIR}.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "${here}/lib.sh"
@@ -13,23 +17,35 @@ case "${mode}" in
 node | control-plane) ;;
 *) die "unknown mode '${mode}': use node or control-plane (make cluster-up MODE=control-plane)" ;;
 esac
+[[ "${KZERO_NODES}" =~ ^[1-3]$ ]] || die "NODES=${KZERO_NODES}: a cluster has 1 to 3 nodes on this machine"
+[[ "${mode}" == control-plane ]] && KZERO_NODES=0
 
 require_root
 take_lock
 
 # ---- already up? ------------------------------------------------------------
 
+want_procs() {
+	local n p
+	for p in "${KZERO_CP_PROCS[@]}"; do echo "${p}"; done
+	[[ "$1" == node ]] || return 0
+	for p in "${KZERO_CONTROLLERS[@]}"; do echo "${p}"; done
+	for n in $(nodes); do
+		echo "${n}.init"
+		for p in "${KZERO_NODE_PROCS[@]}"; do echo "${n}.${p}"; done
+	done
+}
 if [[ -f "${KZERO_RUN_DIR}/mode" ]]; then
 	running="$(cat "${KZERO_RUN_DIR}/mode")"
 	all=1
-	if [[ "${running}" == node ]]; then want=("${KZERO_NODE_PROCS[@]}"); else want=("${KZERO_CP_PROCS[@]}"); fi
-	for p in "${want[@]}"; do pid_alive "${p}" || all=0; done
-	if [[ "${all}" == 1 && "${running}" == "${mode}" ]]; then
-		log "cluster is already up in ${mode} mode; KUBECONFIG=${KZERO_KUBECONFIG}"
+	for p in $(want_procs "${running}"); do pid_alive "${p}" || all=0; done
+	have="$(nodes | wc -l)"
+	if [[ "${all}" == 1 && "${running}" == "${mode}" && "${have}" == "${KZERO_NODES}" ]]; then
+		log "cluster ${KZERO_CLUSTER:-(default)} is already up in ${mode} mode with ${have} node(s); KUBECONFIG=${KZERO_KUBECONFIG}"
 		exit 0
 	fi
 	if [[ "${all}" == 1 ]]; then
-		die "a cluster is up in ${running} mode; run 'make cluster-down' before starting one in ${mode} mode"
+		die "a cluster is up in ${running} mode with ${have} node(s); run 'make cluster-down${KZERO_CLUSTER:+ CLUSTER=${KZERO_CLUSTER}}' before starting one in ${mode} mode with ${KZERO_NODES}"
 	fi
 	log "a previous cluster is partly up; stopping it first"
 	bash "${here}/down.sh"
@@ -37,15 +53,22 @@ fi
 
 # ---- preconditions ----------------------------------------------------------
 
-sock_len="${#KZERO_CONTAINERD_SOCK}"
-((sock_len < 100)) || die "KZERO_RUN_DIR is too long for a unix socket path (${KZERO_CONTAINERD_SOCK}); set KZERO_RUN_DIR to a shorter directory"
+# The index is taken under a lock of every cluster beside this one, held
+# until this cluster has recorded it below.
+exec 8>"${KZERO_INDEX_LOCK}"
+flock 8
+index="$(cluster_index)"
+[[ "${index}" =~ ^[0-3]$ ]] || die "three named clusters run already under $(dirname "${KZERO_RUN_DIR}"): stop one with 'make cluster-down CLUSTER=NAME'"
+cluster_layout "${index}"
+sock="$(node_sock "$(node_name 3)")"
+((${#sock} < 100)) || die "KZERO_RUN_DIR is too long for a unix socket path (${sock}); set KZERO_RUN_DIR to a shorter directory"
 [[ "${mode}" == node ]] && require_cgroups
-ports=("${KZERO_PORTS[@]}")
-[[ "${mode}" == control-plane ]] && ports=(2379 2380 "${KZERO_APISERVER_PORT}")
+ports=("${KZERO_LOOPBACK}:${KZERO_ETCD_CLIENT_PORT}" "${KZERO_LOOPBACK}:${KZERO_ETCD_PEER_PORT}" "${KZERO_HOST_IP}:${KZERO_APISERVER_PORT}")
+[[ "${mode}" == node ]] && ports+=("${KZERO_LOOPBACK}:10257" "${KZERO_LOOPBACK}:10259")
 require_ports_free "${ports[@]}"
 for link in "${KZERO_BRIDGE}" "${KZERO_SINK}"; do
 	if ip link show "${link}" >/dev/null 2>&1; then
-		die "network device ${link} exists but no cluster is recorded in ${KZERO_RUN_DIR}; run 'make cluster-down' to remove what a previous run left"
+		die "network device ${link} exists but no cluster is recorded in ${KZERO_RUN_DIR}; run 'make cluster-down${KZERO_CLUSTER:+ CLUSTER=${KZERO_CLUSTER}}' to remove what a previous run left"
 	fi
 done
 for cidr in "${KZERO_GUARD_CIDR}" "${KZERO_SERVICE_CIDR}"; do
@@ -58,7 +81,7 @@ if ip rule show pref "${KZERO_ROUTE_TABLE}" 2>/dev/null | grep -q .; then
 fi
 
 total="${SECONDS}"
-log "starting a ${mode} cluster (Kubernetes ${K8S_VERSION}) in ${KZERO_RUN_DIR}"
+log "starting cluster ${KZERO_CLUSTER:-(default)} in ${mode} mode with ${KZERO_NODES} node(s) (Kubernetes ${K8S_VERSION}) in ${KZERO_RUN_DIR}"
 
 if [[ "${mode}" == node ]]; then
 	bash "${here}/install-deps.sh"
@@ -77,7 +100,14 @@ rm -rf "${KZERO_RUN_DIR}"
 mkdir -p "${KZERO_RUN_DIR}" "${KZERO_PID_DIR}" "${KZERO_LOG_DIR}"
 chmod 700 "${KZERO_RUN_DIR}"
 # From here on a failure leaves state that down.sh removes.
+echo "${index}" >"${KZERO_RUN_DIR}/index"
+flock -u 8
+exec 8>&-
 echo "${mode}" >"${KZERO_RUN_DIR}/mode"
+: >"${KZERO_NODES_FILE}"
+for ((i = 1; i <= KZERO_NODES; i++)); do
+	echo "$(node_name "${i}") $(node_ip "${i}") $(node_pod_cidr "${i}")" >>"${KZERO_NODES_FILE}"
+done
 cleanup_on_failure() {
 	local rc=$?
 	if [[ "${rc}" != 0 ]]; then
@@ -88,36 +118,26 @@ cleanup_on_failure() {
 }
 trap cleanup_on_failure EXIT
 
-# ---- network ----------------------------------------------------------------
+# ---- the machine's side of the network -----------------------------------------
 
 setup_network() {
-	# Remember the sysctls we change so down.sh can put them back.
-	local k
-	for k in net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.ipv4.conf.all.route_localnet; do
-		[[ -e "/proc/sys/${k//.//}" ]] && echo "${k}=$(sysctl -n "${k}")" >>"${KZERO_RUN_DIR}/sysctl.orig"
-	done
 	ip link add "${KZERO_BRIDGE}" type bridge
-	ip addr add "${KZERO_NODE_IP}/${KZERO_POD_CIDR#*/}" dev "${KZERO_BRIDGE}"
+	ip addr add "${KZERO_HOST_IP}/${KZERO_CLUSTER_NET#*/}" dev "${KZERO_BRIDGE}"
 	ip link set "${KZERO_BRIDGE}" up
 	ip link add "${KZERO_SINK}" type bridge
 	ip link set "${KZERO_SINK}" up
 	ip route add "${KZERO_SERVICE_CIDR}" dev "${KZERO_SINK}"
 	ip route add "${KZERO_GUARD_CIDR}" dev "${KZERO_SINK}"
-	ip route add "${KZERO_POD_CIDR}" dev "${KZERO_BRIDGE}" table "${KZERO_ROUTE_TABLE}"
+	ip route add "${KZERO_CLUSTER_NET}" dev "${KZERO_BRIDGE}" table "${KZERO_ROUTE_TABLE}"
 	ip route add unreachable default table "${KZERO_ROUTE_TABLE}"
-	ip rule add from "${KZERO_POD_CIDR}" lookup "${KZERO_ROUTE_TABLE}" pref "${KZERO_ROUTE_TABLE}"
-	if [[ "${mode}" == node ]]; then
-		sysctl -qw net.ipv4.ip_forward=1
-		# kube-proxy's rules must see packets that cross the bridge.
-		if [[ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
-			modprobe br_netfilter 2>/dev/null ||
-				die "the kernel has no br_netfilter (no /proc/sys/net/bridge): load it with 'modprobe br_netfilter'"
-			echo "net.bridge.bridge-nf-call-iptables=$(sysctl -n net.bridge.bridge-nf-call-iptables)" >>"${KZERO_RUN_DIR}/sysctl.orig"
-		fi
-		sysctl -qw net.bridge.bridge-nf-call-iptables=1
-	fi
+	ip rule add from "${KZERO_GUARD_CIDR}" lookup "${KZERO_ROUTE_TABLE}" pref "${KZERO_ROUTE_TABLE}"
+	local i
+	for ((i = 1; i <= KZERO_NODES; i++)); do
+		ip route add "$(node_pod_cidr "${i}")" via "$(node_ip "${i}")"
+		ip route add "$(node_pod_cidr "${i}")" via "$(node_ip "${i}")" table "${KZERO_ROUTE_TABLE}"
+	done
 }
-step "network: bridge ${KZERO_BRIDGE} ${KZERO_NODE_IP}, Services ${KZERO_SERVICE_CIDR} to ${KZERO_SINK}" setup_network
+step "network: bridge ${KZERO_BRIDGE} ${KZERO_HOST_IP}, Services ${KZERO_SERVICE_CIDR} to ${KZERO_SINK}" setup_network
 
 step "PKI and kubeconfigs" bash "${here}/pki.sh"
 cp "${KZERO_PKI_DIR}/admin.kubeconfig" "${KZERO_KUBECONFIG}"
@@ -128,13 +148,14 @@ bin="${KZERO_BIN_DIR}"
 # ---- etcd and kube-apiserver ------------------------------------------------
 
 start_etcd() {
+	local lo="${KZERO_LOOPBACK}"
 	start_proc etcd "${bin}/etcd" \
 		--name=kzero --data-dir="${KZERO_RUN_DIR}/etcd" \
-		--listen-client-urls="https://127.0.0.1:${KZERO_ETCD_CLIENT_PORT}" \
-		--advertise-client-urls="https://127.0.0.1:${KZERO_ETCD_CLIENT_PORT}" \
-		--listen-peer-urls="https://127.0.0.1:${KZERO_ETCD_PEER_PORT}" \
-		--initial-advertise-peer-urls="https://127.0.0.1:${KZERO_ETCD_PEER_PORT}" \
-		--initial-cluster="kzero=https://127.0.0.1:${KZERO_ETCD_PEER_PORT}" \
+		--listen-client-urls="https://${lo}:${KZERO_ETCD_CLIENT_PORT}" \
+		--advertise-client-urls="https://${lo}:${KZERO_ETCD_CLIENT_PORT}" \
+		--listen-peer-urls="https://${lo}:${KZERO_ETCD_PEER_PORT}" \
+		--initial-advertise-peer-urls="https://${lo}:${KZERO_ETCD_PEER_PORT}" \
+		--initial-cluster="kzero=https://${lo}:${KZERO_ETCD_PEER_PORT}" \
 		--cert-file="${pki}/etcd-server.crt" --key-file="${pki}/etcd-server.key" \
 		--client-cert-auth --trusted-ca-file="${pki}/etcd-ca.crt" \
 		--peer-cert-file="${pki}/etcd-server.crt" --peer-key-file="${pki}/etcd-server.key" \
@@ -142,16 +163,18 @@ start_etcd() {
 		--unsafe-no-fsync --log-level=warn
 	wait_for "etcd to be healthy" 30 etcd \
 		curl -fsS --max-time 2 --cacert "${pki}/etcd-ca.crt" --cert "${pki}/apiserver-etcd-client.crt" \
-		--key "${pki}/apiserver-etcd-client.key" "https://127.0.0.1:${KZERO_ETCD_CLIENT_PORT}/health"
+		--key "${pki}/apiserver-etcd-client.key" "https://${lo}:${KZERO_ETCD_CLIENT_PORT}/health"
 }
 step "etcd ${ETCD_VERSION}" start_etcd
 
 start_apiserver() {
+	# The machine runs no kube-proxy (the nodes do): kube-apiserver calls
+	# webhooks and aggregated APIs behind Services at their endpoints.
 	start_proc kube-apiserver "${bin}/kube-apiserver" \
-		--etcd-servers="https://127.0.0.1:${KZERO_ETCD_CLIENT_PORT}" \
+		--etcd-servers="https://${KZERO_LOOPBACK}:${KZERO_ETCD_CLIENT_PORT}" \
 		--etcd-cafile="${pki}/etcd-ca.crt" --etcd-certfile="${pki}/apiserver-etcd-client.crt" \
 		--etcd-keyfile="${pki}/apiserver-etcd-client.key" \
-		--bind-address="${KZERO_NODE_IP}" --advertise-address="${KZERO_NODE_IP}" \
+		--bind-address="${KZERO_HOST_IP}" --advertise-address="${KZERO_HOST_IP}" \
 		--secure-port="${KZERO_APISERVER_PORT}" \
 		--tls-cert-file="${pki}/apiserver.crt" --tls-private-key-file="${pki}/apiserver.key" \
 		--client-ca-file="${pki}/ca.crt" --anonymous-auth=false \
@@ -160,12 +183,13 @@ start_apiserver() {
 		--kubelet-certificate-authority="${pki}/ca.crt" \
 		--kubelet-preferred-address-types=InternalIP \
 		--service-cluster-ip-range="${KZERO_SERVICE_CIDR}" \
-		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+		--service-account-issuer="${KZERO_SA_ISSUER}" \
 		--service-account-key-file="${pki}/sa.pub" \
 		--service-account-signing-key-file="${pki}/sa.key" \
 		--authorization-mode=Node,RBAC \
 		--enable-admission-plugins=NodeRestriction \
 		--admission-control-config-file="${pki}/admission.yaml" \
+		--enable-aggregator-routing=true \
 		--allow-privileged=true --profiling=false \
 		--enable-bootstrap-token-auth=false \
 		--requestheader-client-ca-file="${pki}/front-proxy-ca.crt" \
@@ -199,7 +223,7 @@ EOF
 }
 step "RBAC for kube-apiserver to kubelet" rbac
 
-# ---- node -------------------------------------------------------------------
+# ---- nodes ------------------------------------------------------------------
 
 if [[ "${mode}" == node ]]; then
 	start_controllers() {
@@ -207,174 +231,40 @@ if [[ "${mode}" == node ]]; then
 		kc="${pki}/kube-controller-manager.kubeconfig"
 		start_proc kube-controller-manager "${bin}/kube-controller-manager" \
 			--kubeconfig="${kc}" --authentication-kubeconfig="${kc}" --authorization-kubeconfig="${kc}" \
-			--bind-address=127.0.0.1 --secure-port=10257 \
+			--bind-address="${KZERO_LOOPBACK}" --secure-port=10257 \
 			--cluster-signing-cert-file="${pki}/ca.crt" --cluster-signing-key-file="${pki}/ca.key" \
 			--root-ca-file="${pki}/ca.crt" --service-account-private-key-file="${pki}/sa.key" \
 			--use-service-account-credentials=true \
 			--service-cluster-ip-range="${KZERO_SERVICE_CIDR}" \
-			--cluster-cidr="${KZERO_POD_CIDR}" --allocate-node-cidrs=false \
+			--cluster-cidr="${KZERO_GUARD_CIDR}" --allocate-node-cidrs=false \
 			--leader-elect=false --profiling=false
 		kc="${pki}/kube-scheduler.kubeconfig"
 		start_proc kube-scheduler "${bin}/kube-scheduler" \
 			--kubeconfig="${kc}" --authentication-kubeconfig="${kc}" --authorization-kubeconfig="${kc}" \
-			--bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false --profiling=false
+			--bind-address="${KZERO_LOOPBACK}" --secure-port=10259 --leader-elect=false --profiling=false
 	}
 	step "kube-controller-manager and kube-scheduler" start_controllers
 
-	start_containerd() {
-		local c="${KZERO_RUN_DIR}/containerd"
-		mkdir -p "${c}" "${KZERO_RUN_DIR}/cni/net.d"
-		cat >"${KZERO_RUN_DIR}/cni/net.d/10-kzero.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "${KZERO_CNI_NETWORK}",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "${KZERO_BRIDGE}",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": "${KZERO_RUN_DIR}/cni/ipam",
-        "ranges": [[{"subnet": "${KZERO_POD_CIDR}", "gateway": "${KZERO_NODE_IP}"}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
-      }
-    }
-  ]
-}
-EOF
-		cat >"${c}/config.toml" <<EOF
-version = 2
-root = "${c}/root"
-state = "${c}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+	step "pause image ${KZERO_PAUSE_IMAGE}" bash "${here}/image.sh" --no-import --binary "${KZERO_TOOLS_BIN}/pause" "${KZERO_PAUSE_IMAGE}" >/dev/null
+	for ((i = 1; i <= KZERO_NODES; i++)); do
+		step "node $(node_name "${i}") $(node_ip "${i}"), pods $(node_pod_cidr "${i}")" bash "${here}/node.sh" "${i}"
+	done
 
-[grpc]
-  address = "${KZERO_CONTAINERD_SOCK}"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "${c}/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "${KZERO_PAUSE_IMAGE}"
-  # This machine lacks CAP_SYS_RESOURCE: kubelet's negative oom_score_adj for
-  # sandboxes would make runc fail.
-  restrict_oom_score_adj = true
-  enable_selinux = false
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${KZERO_RUN_DIR}/cni/net.d"
-EOF
-		start_proc containerd /usr/bin/containerd --config "${c}/config.toml"
-		wait_for "containerd" 30 containerd \
-			ctr --address "${KZERO_CONTAINERD_SOCK}" version
-	}
-	step "containerd $(containerd --version | awk '{print $3}')" start_containerd
-
-	step "pause image ${KZERO_PAUSE_IMAGE}" bash "${here}/image.sh" --binary "${KZERO_TOOLS_BIN}/pause" "${KZERO_PAUSE_IMAGE}" >/dev/null
-
-	start_kubelet() {
-		local k="${KZERO_RUN_DIR}/kubelet"
-		mkdir -p "${k}/root"
-		# kubelet's root is a shared mount, as on a node whose / is shared
-		# (systemd makes it so): a container's Bidirectional mount of a
-		# directory under it (kzero agent's CSI driver mounts pods' volumes
-		# in kubelet's pods/) needs that, and containerd refuses it on a
-		# private source. This machine's / is private, so the root is made a
-		# mount of its own, then shared; down.sh unmounts it.
-		mount --bind "${k}/root" "${k}/root"
-		mount --make-rshared "${k}/root"
-		cat >"${k}/config.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: ${KZERO_NODE_IP}
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous:
-    enabled: false
-  webhook:
-    enabled: true
-  x509:
-    clientCAFile: ${pki}/ca.crt
-authorization:
-  mode: Webhook
-tlsCertFile: ${pki}/kubelet-server.crt
-tlsPrivateKeyFile: ${pki}/kubelet-server.key
-containerRuntimeEndpoint: unix://${KZERO_CONTAINERD_SOCK}
-cgroupDriver: cgroupfs
-# This machine has cgroup v1 (hybrid); kubelet 1.35+ refuses v1 unless told.
-failCgroupV1: false
-clusterDomain: cluster.local
-resolvConf: /etc/resolv.conf
-podLogsDir: ${KZERO_RUN_DIR}/pod-logs
-hairpinMode: hairpin-veth
-# The pod range is a /24: room for about 250 pods, and the e2e tests start
-# 100 at once.
-maxPods: 240
-serializeImagePulls: false
-failSwapOn: false
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-evictionHard:
-  memory.available: 100Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
-rotateCertificates: false
-serverTLSBootstrap: false
-EOF
-		start_proc kubelet "${bin}/kubelet" \
-			--config="${k}/config.yaml" --kubeconfig="${pki}/kubelet.kubeconfig" \
-			--root-dir="${k}/root" --node-ip="${KZERO_NODE_IP}" \
-			--hostname-override="${KZERO_NODE_NAME}"
-		wait_for "kubelet /healthz" 60 kubelet curl -fsS --max-time 2 http://127.0.0.1:10248/healthz
-	}
-	step "kubelet" start_kubelet
-
-	start_proxy() {
-		cat >"${KZERO_RUN_DIR}/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection:
-  kubeconfig: ${pki}/kube-proxy.kubeconfig
-mode: iptables
-clusterCIDR: ${KZERO_POD_CIDR}
-hostnameOverride: ${KZERO_NODE_NAME}
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-nodePortAddresses: ["${KZERO_NODE_IP}/32"]
-conntrack:
-  maxPerCore: 0
-EOF
-		start_proc kube-proxy "${bin}/kube-proxy" --config="${KZERO_RUN_DIR}/kube-proxy.yaml"
-		wait_for "kube-proxy /healthz" 60 kube-proxy curl -fsS --max-time 2 http://127.0.0.1:10256/healthz
-	}
-	step "kube-proxy" start_proxy
-
-	node_ready() {
-		wait_for "node ${KZERO_NODE_NAME} to be Ready" 120 kubelet \
-			kctl wait --for=condition=Ready "node/${KZERO_NODE_NAME}" --timeout=2s
+	nodes_ready() {
+		local n
+		for n in $(nodes); do
+			wait_for "node ${n} to be Ready" 120 "${n}.kubelet" \
+				kctl wait --for=condition=Ready "node/${n}" --timeout=2s
+		done
 		# Every pod mounts the namespace's kube-root-ca.crt and runs as its
 		# service account, which kube-controller-manager creates.
 		wait_for "the default service account and kube-root-ca.crt" 60 kube-controller-manager \
 			kctl get serviceaccount/default configmap/kube-root-ca.crt
 	}
-	step "node ${KZERO_NODE_NAME} Ready" node_ready
+	step "nodes Ready" nodes_ready
 fi
 
 trap - EXIT
-log "cluster up in ${mode} mode in $((SECONDS - total))s"
+log "cluster ${KZERO_CLUSTER:-(default)} up in ${mode} mode with ${KZERO_NODES} node(s) in $((SECONDS - total))s"
 log "  export KUBECONFIG=${KZERO_KUBECONFIG}"
-log "  kubectl: ${KZERO_BIN_DIR}/kubectl   stop: make cluster-down"
+log "  kubectl: ${KZERO_BIN_DIR}/kubectl   stop: make cluster-down${KZERO_CLUSTER:+ CLUSTER=${KZERO_CLUSTER}}"

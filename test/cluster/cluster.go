@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"k8s.io/client-go/kubernetes"
@@ -28,39 +31,103 @@ const (
 	ModeNode Mode = "node"
 )
 
-// The addresses and names the harness uses (hack/cluster/lib.sh).
+// The names and addresses that do not depend on the cluster
+// (hack/cluster/lib.sh).
 const (
-	// PodCIDR is the pod range, on the bridge Bridge.
-	PodCIDR = "10.244.0.0/24"
-	// GuardCIDR holds PodCIDR and is routed to Sink, so that no pod
-	// address follows the default route.
-	GuardCIDR = "10.244.0.0/16"
-	// ServiceCIDR is the ClusterIP range, routed to Sink.
-	ServiceCIDR = "10.96.0.0/24"
-	// NodeIP is the node's address, on Bridge: kube-apiserver and kubelet
-	// bind it.
-	NodeIP = "10.244.0.1"
-	// APIServerPort is kube-apiserver's port on NodeIP.
+	// APIServerPort is kube-apiserver's port on a cluster's HostIP.
 	APIServerPort = 6443
-	// NodeName is the node's name.
-	NodeName = "kzero-node"
-	// Bridge is the pod network's bridge.
-	Bridge = "kzero0"
-	// Sink is a bridge without ports: what is routed to it is dropped.
-	Sink = "kzero-svc0"
-	// RouteTable is the routing table for packets from pods; it knows
-	// only PodCIDR.
-	RouteTable = 2440
 	// PauseImage is the pod sandbox image that cluster-up imports.
 	PauseImage = "kzero.local/pause:v1"
+	// KubeletDir is kubelet's root directory as a node's processes and
+	// pods see it (kzero install's default): each node has its own, a
+	// shared mount of the node's directory under the run directory.
+	KubeletDir = "/var/lib/kubelet"
+	// MaxNodes is the most nodes a cluster has on this machine.
+	MaxNodes = 3
 )
 
-// Harness runs the hack/cluster scripts of one repository checkout. Its
-// methods are not safe for concurrent use: one cluster runs at a time.
+// Layout is where a cluster's addresses and devices are. Each cluster has
+// an index, 0 for the default one and 1 to 3 for named ones, that keys its
+// ranges, so that two clusters never overlap (docs/cluster.md). With
+// P = 10.(244+index): the cluster network is P.0.0/24 on the machine's
+// bridge, node i is P.0.(10+i) and its pods are P.i.0/24.
+type Layout struct {
+	// Index is the cluster's index.
+	Index int
+	// HostIP is the machine's address on the cluster network:
+	// kube-apiserver binds it, and the nodes reach the machine there.
+	HostIP string
+	// ClusterNet is the nodes' network, on Bridge.
+	ClusterNet string
+	// GuardCIDR holds ClusterNet and every pod range and is routed to
+	// Sink, so that no address of the cluster follows the default route.
+	GuardCIDR string
+	// ServiceCIDR is the ClusterIP range, routed to Sink.
+	ServiceCIDR string
+	// Bridge joins the machine and the nodes.
+	Bridge string
+	// Sink is a bridge without ports: what is routed to it is dropped.
+	Sink string
+	// RouteTable routes the packets from the cluster's addresses; it knows
+	// only the cluster's ranges.
+	RouteTable int
+	// Loopback is the loopback address the control plane's other
+	// processes (etcd, kube-controller-manager, kube-scheduler) bind.
+	Loopback string
+}
+
+// LayoutOf returns the layout of the cluster with index c (0 to 3).
+func LayoutOf(c int) Layout {
+	p := fmt.Sprintf("10.%d", 244+c)
+	return Layout{
+		Index:       c,
+		HostIP:      p + ".0.1",
+		ClusterNet:  p + ".0.0/24",
+		GuardCIDR:   p + ".0.0/16",
+		ServiceCIDR: fmt.Sprintf("10.%d.0.0/24", 96+c),
+		Bridge:      fmt.Sprintf("kzero%d", c),
+		Sink:        fmt.Sprintf("kzero-svc%d", c),
+		RouteTable:  2440 + c,
+		Loopback:    fmt.Sprintf("127.0.%d.1", c),
+	}
+}
+
+// NodeIP is node i's address on the cluster network.
+func (l Layout) NodeIP(i int) string {
+	return fmt.Sprintf("10.%d.0.%d", 244+l.Index, 10+i)
+}
+
+// NodePodCIDR is node i's pod range.
+func (l Layout) NodePodCIDR(i int) string {
+	return fmt.Sprintf("10.%d.%d.0/24", 244+l.Index, i)
+}
+
+// InRanges reports whether addr is one the cluster owns: the machine's or
+// a node's, a pod's or a Service's. Tests check an address with it before
+// they send to it from the machine.
+func (l Layout) InRanges(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, c := range []string{l.GuardCIDR, l.ServiceCIDR} {
+		if netip.MustParsePrefix(c).Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Harness runs the hack/cluster scripts of one repository checkout for one
+// cluster: the default one, or a named one beside it. Its methods are not
+// safe for concurrent use; two harnesses of different clusters are.
 type Harness struct {
 	// Root is the repository's top directory, holding hack/cluster.
 	Root string
-	// RunDir holds the running cluster's state (KZERO_RUN_DIR).
+	// Name is the cluster's name (CLUSTER=NAME); empty for the default
+	// cluster.
+	Name string
+	// RunDir holds the cluster's state (KZERO_RUN_DIR).
 	RunDir string
 	// CacheDir holds built binaries and images (KZERO_CACHE_DIR).
 	CacheDir string
@@ -68,9 +135,9 @@ type Harness struct {
 	Log io.Writer
 }
 
-// Default returns the harness of the repository that holds the working
-// directory, with KZERO_RUN_DIR and KZERO_CACHE_DIR taken from the
-// environment as the scripts take them.
+// Default returns the harness of the default cluster of the repository
+// that holds the working directory, with KZERO_RUN_DIR and KZERO_CACHE_DIR
+// taken from the environment as the scripts take them.
 func Default() (*Harness, error) {
 	root, err := findRoot()
 	if err != nil {
@@ -87,6 +154,25 @@ func Default() (*Harness, error) {
 	if d := os.Getenv("KZERO_CACHE_DIR"); d != "" {
 		h.CacheDir = d
 	}
+	return h, nil
+}
+
+// validName is what lib.sh accepts as CLUSTER.
+var validName = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,14}[a-z0-9])?$`)
+
+// Named returns the harness of the cluster named name, beside the default
+// one: its state is in the directory beside the default cluster's, with
+// "-name" added.
+func Named(name string) (*Harness, error) {
+	if !validName.MatchString(name) {
+		return nil, fmt.Errorf("cluster: name %q: want 1 to 16 lowercase letters, digits and dashes, starting with a letter", name)
+	}
+	h, err := Default()
+	if err != nil {
+		return nil, err
+	}
+	h.Name = name
+	h.RunDir += "-" + name
 	return h, nil
 }
 
@@ -117,9 +203,16 @@ func (h *Harness) Running() (Mode, bool) {
 	return Mode(strings.TrimSpace(string(b))), true
 }
 
-// Up runs `make cluster-up MODE=mode` and returns when the cluster is ready.
-func (h *Harness) Up(ctx context.Context, mode Mode) error {
-	return h.make(ctx, "cluster-up", "MODE="+string(mode))
+// Up runs `make cluster-up MODE=mode NODES=nodes` and returns when the
+// cluster is ready. nodes is ignored in control-plane mode.
+func (h *Harness) Up(ctx context.Context, mode Mode, nodes int) error {
+	if mode == ModeControlPlane {
+		nodes = 1
+	}
+	if nodes < 1 || nodes > MaxNodes {
+		return fmt.Errorf("cluster: %d nodes: a cluster has 1 to %d on this machine", nodes, MaxNodes)
+	}
+	return h.make(ctx, "cluster-up", "MODE="+string(mode), "NODES="+strconv.Itoa(nodes))
 }
 
 // Down runs `make cluster-down`.
@@ -129,13 +222,14 @@ func (h *Harness) Down(ctx context.Context) error {
 
 func (h *Harness) make(ctx context.Context, args ...string) error {
 	args = append([]string{"--no-print-directory", "-f", filepath.Join("hack", "cluster", "cluster.mk")}, args...)
+	args = append(args, "CLUSTER="+h.Name)
 	return h.run(ctx, "make", args...)
 }
 
 func (h *Harness) run(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = h.Root
-	cmd.Env = append(os.Environ(), "KZERO_RUN_DIR="+h.RunDir, "KZERO_CACHE_DIR="+h.CacheDir)
+	cmd.Env = append(os.Environ(), "KZERO_RUN_DIR="+h.RunDir, "KZERO_CACHE_DIR="+h.CacheDir, "CLUSTER="+h.Name)
 	var tail bytes.Buffer
 	out := io.Writer(&tail)
 	if h.Log != nil {
@@ -163,10 +257,24 @@ const (
 	ClientBurst = 2000
 )
 
+// Node is one node of a running cluster.
+type Node struct {
+	// Name is the node's name, its kubelet's and its hostname.
+	Name string
+	// IP is its address on the cluster network.
+	IP string
+	// PodCIDR is its pods' range.
+	PodCIDR string
+}
+
 // Cluster is a running cluster, seen as its admin.
 type Cluster struct {
 	// Mode is what the cluster runs.
 	Mode Mode
+	// Layout is where its addresses and devices are.
+	Layout Layout
+	// Nodes are its nodes, in order; none in control-plane mode.
+	Nodes []Node
 	// Kubeconfig is the admin kubeconfig's path.
 	Kubeconfig string
 	// Config is the admin's client configuration.
@@ -181,8 +289,24 @@ type Cluster struct {
 // one.
 func (h *Harness) Cluster() (*Cluster, error) {
 	mode, ok := h.Running()
+	up := "make cluster-up"
+	if h.Name != "" {
+		up += " CLUSTER=" + h.Name
+	}
 	if !ok {
-		return nil, fmt.Errorf("cluster: no cluster is running in %s: start one with 'make cluster-up' (or MODE=control-plane)", h.RunDir)
+		return nil, fmt.Errorf("cluster: no cluster is running in %s: start one with '%s' (or MODE=control-plane)", h.RunDir, up)
+	}
+	b, err := os.ReadFile(filepath.Join(h.RunDir, "index"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w; restart the cluster with 'make cluster-down cluster-up'", err)
+	}
+	index, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || index < 0 || index > 3 {
+		return nil, fmt.Errorf("cluster: %s/index holds %q, not 0 to 3; restart the cluster", h.RunDir, b)
+	}
+	nodes, err := readNodes(filepath.Join(h.RunDir, "nodes"))
+	if err != nil {
+		return nil, err
 	}
 	kubeconfig := filepath.Join(h.RunDir, "admin.kubeconfig")
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -196,28 +320,164 @@ func (h *Harness) Cluster() (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: client: %w", err)
 	}
-	return &Cluster{Mode: mode, Kubeconfig: kubeconfig, Config: cfg, Client: client, h: h}, nil
+	return &Cluster{Mode: mode, Layout: LayoutOf(index), Nodes: nodes, Kubeconfig: kubeconfig, Config: cfg, Client: client, h: h}, nil
 }
 
-// KubeletDir is kubelet's root directory (its --root-dir) on the node, a
-// shared mount (hack/cluster/up.sh): what kzero install's KubeletDir must
-// be for the agent's CSI driver on this cluster. It needs a cluster in
-// node mode.
-func (c *Cluster) KubeletDir() string {
-	return filepath.Join(c.h.RunDir, "kubelet", "root")
+// readNodes reads the nodes file up.sh writes: "NAME IP POD-CIDR" a line.
+func readNodes(file string) ([]Node, error) {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // a cluster of an older harness, or control-plane mode
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	var nodes []Node
+	for _, l := range lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			return nil, fmt.Errorf("cluster: %s: line %q: want NAME IP POD-CIDR", file, l)
+		}
+		nodes = append(nodes, Node{Name: f[0], IP: f[1], PodCIDR: f[2]})
+	}
+	return nodes, nil
 }
 
-// ProjectedVolumeDir is where kubelet writes the projected volume named
-// volume of the pod with the given UID. It needs a cluster in node mode;
+// Node returns the node named name.
+func (c *Cluster) Node(name string) (Node, error) {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return Node{}, fmt.Errorf("cluster: no node %q in this cluster (it has %d)", name, len(c.Nodes))
+}
+
+// NodeConfig is a client configuration with the credentials of node's
+// kubelet (system:node:<node>), at the harness's request rate.
+func (c *Cluster) NodeConfig(node string) (*rest.Config, error) {
+	if _, err := c.Node(node); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(c.h.RunDir, "pki", "kubelet-"+node+".kubeconfig")
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: the kubeconfig of %s's kubelet: %w", node, err)
+	}
+	cfg.QPS, cfg.Burst = ClientQPS, ClientBurst
+	return cfg, nil
+}
+
+// NodeInit returns the PID (on the machine) of node's init, PID 1 of its
+// namespaces, after checking that it is still the harness's process.
+func (c *Cluster) NodeInit(node string) (int, error) {
+	if _, err := c.Node(node); err != nil {
+		return 0, err
+	}
+	f := filepath.Join(c.h.RunDir, "pids", node+".init.pid")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: node %s is not running: %w", node, err)
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) != 2 {
+		return 0, fmt.Errorf("cluster: %s holds %q, want PID BINARY", f, b)
+	}
+	pid, err := strconv.Atoi(fields[0])
+	if err != nil {
+		return 0, fmt.Errorf("cluster: %s: %w", f, err)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || strings.TrimSuffix(exe, " (deleted)") != fields[1] {
+		return 0, fmt.Errorf("cluster: node %s's init (pid %d) is gone; restart the cluster with 'make cluster-down cluster-up'", node, pid)
+	}
+	return pid, nil
+}
+
+// NodeCommand returns a command that runs args in node's namespaces
+// (mount, UTS, IPC, network and PID), as its own processes run: what it
+// sees as /, /run, /var/lib/kubelet, its network and its processes are
+// the node's.
+func (c *Cluster) NodeCommand(ctx context.Context, node string, args ...string) (*exec.Cmd, error) {
+	pid, err := c.NodeInit(node)
+	if err != nil {
+		return nil, err
+	}
+	ns := []string{"--target", strconv.Itoa(pid), "--mount", "--uts", "--ipc", "--net", "--pid", "--"}
+	return exec.CommandContext(ctx, "nsenter", append(ns, args...)...), nil
+}
+
+// NodeExec runs args in node's namespaces and returns their output
+// (stdout and stderr), with an error that holds it when they fail.
+func (c *Cluster) NodeExec(ctx context.Context, node string, args ...string) ([]byte, error) {
+	cmd, err := c.NodeCommand(ctx, node, args...)
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("cluster: on %s: %s: %w: %s", node, strings.Join(args, " "), err, lastLines(string(out), 10))
+	}
+	return out, nil
+}
+
+// NodePath returns the machine's path to path as node's processes see it,
+// through its init's root (/proc/PID/root): a test reads the node's files
+// and dials its unix sockets there. It needs root.
+func (c *Cluster) NodePath(node, path string) (string, error) {
+	pid, err := c.NodeInit(node)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(fmt.Sprintf("/proc/%d/root", pid), path), nil
+}
+
+// ProjectedVolumeDir is where node's kubelet writes the projected volume
+// named volume of the pod with the given UID, as the machine sees it;
 // reading it needs root, as kubelet does.
-func (c *Cluster) ProjectedVolumeDir(podUID, volume string) string {
-	return filepath.Join(c.KubeletDir(), "pods", podUID, "volumes", "kubernetes.io~projected", volume)
+func (c *Cluster) ProjectedVolumeDir(node, podUID, volume string) (string, error) {
+	return c.NodePath(node, filepath.Join(KubeletDir, "pods", podUID, "volumes", "kubernetes.io~projected", volume))
+}
+
+// Kubectl runs the cluster's kubectl (the one cluster-up built) as the
+// admin and returns its output (stdout and stderr), with an error that
+// holds it when kubectl fails.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(c.h.Root, "hack", "k8s", "go.mod"))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	version := ""
+	for _, l := range lines(string(b)) {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "k8s.io/kubernetes" && strings.HasPrefix(f[1], "v") {
+			version = f[1]
+			break
+		}
+	}
+	if version == "" {
+		return nil, errors.New("cluster: hack/k8s/go.mod names no k8s.io/kubernetes version")
+	}
+	kubectl := filepath.Join(c.h.CacheDir, "k8s", version, "bin", "kubectl")
+	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("cluster: kubectl %s: %w: %s", strings.Join(args, " "), err, lastLines(string(out), 10))
+	}
+	return out, nil
+}
+
+// ImageBinary is the program that LoadImage built as the entrypoint of the
+// image ref, on the machine: a test runs it on a node, outside any pod,
+// with NodeExec.
+func (c *Cluster) ImageBinary(ref string) string {
+	name, _, _ := strings.Cut(ref[strings.LastIndex(ref, "/")+1:], ":")
+	return filepath.Join(c.h.CacheDir, "images", "bin", name)
 }
 
 // LoadImage builds the Go package pkg (a path in the repository such as
 // ./test/e2e/testserver) as a static binary, the image's entrypoint, and
 // each package of also beside it (at /<its directory's name>), packs them
-// as the image ref and imports it into the node's containerd. Pods then
+// as the image ref and imports it into every node's containerd. Pods then
 // use ref with imagePullPolicy IfNotPresent or Never. It needs a cluster in
 // node mode.
 func (c *Cluster) LoadImage(ctx context.Context, pkg, ref string, also ...string) error {

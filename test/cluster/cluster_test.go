@@ -1,62 +1,71 @@
 package cluster
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
-	"path/filepath"
+	"os/exec"
 	"reflect"
-	"regexp"
-	"strconv"
+	"strings"
 	"testing"
 )
 
-// TestConstantsMatchLibSh keeps this package's names and ranges those that
-// the scripts use.
-func TestConstantsMatchLibSh(t *testing.T) {
+// TestLayoutMatchesLibSh keeps this package's layouts those that the
+// scripts compute, for every cluster index.
+func TestLayoutMatchesLibSh(t *testing.T) {
 	h, err := Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(h.Root, "hack", "cluster", "lib.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]string{
-		"KZERO_POD_CIDR":     PodCIDR,
-		"KZERO_GUARD_CIDR":   GuardCIDR,
-		"KZERO_SERVICE_CIDR": ServiceCIDR,
-		"KZERO_NODE_IP":      NodeIP,
-		"KZERO_BRIDGE":       Bridge,
-		"KZERO_SINK":         Sink,
-		"KZERO_ROUTE_TABLE":  strconv.Itoa(RouteTable),
-		"KZERO_PAUSE_IMAGE":  PauseImage,
-	}
-	for name, v := range want {
-		re := regexp.MustCompile(`(?m)^` + name + `="?\$\{` + name + `:-([^}]*)\}"?$|^` + name + `="?([^"$\n]*)"?$`)
-		m := re.FindSubmatch(b)
-		if m == nil {
-			t.Errorf("lib.sh does not set %s", name)
-			continue
+	for c := 0; c <= 3; c++ {
+		script := fmt.Sprintf(`source hack/cluster/lib.sh; cluster_layout %d
+echo "${KZERO_HOST_IP} ${KZERO_CLUSTER_NET} ${KZERO_GUARD_CIDR} ${KZERO_SERVICE_CIDR} ${KZERO_BRIDGE} ${KZERO_SINK} ${KZERO_ROUTE_TABLE} ${KZERO_LOOPBACK} $(node_ip 2) $(node_pod_cidr 3) ${KZERO_APISERVER_PORT} ${KZERO_PAUSE_IMAGE}"`, c)
+		cmd := exec.CommandContext(t.Context(), "bash", "-c", script)
+		cmd.Dir = h.Root
+		cmd.Env = append(os.Environ(), "KZERO_RUN_DIR="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("lib.sh: %v: %s", err, out)
 		}
-		got := string(m[1]) + string(m[2])
-		if got != v {
-			t.Errorf("lib.sh sets %s=%q, this package says %q", name, got, v)
+		l := LayoutOf(c)
+		want := fmt.Sprintf("%s %s %s %s %s %s %d %s %s %s %d %s", l.HostIP, l.ClusterNet, l.GuardCIDR, l.ServiceCIDR, l.Bridge, l.Sink,
+			l.RouteTable, l.Loopback, l.NodeIP(2), l.NodePodCIDR(3), APIServerPort, PauseImage)
+		if got := strings.TrimSpace(string(out)); got != want {
+			t.Errorf("cluster %d: lib.sh says\n  %s\nthis package says\n  %s", c, got, want)
 		}
 	}
-	for name, v := range map[string]string{"KZERO_NODE_NAME": NodeName, "KZERO_APISERVER_PORT": strconv.Itoa(APIServerPort)} {
-		re := regexp.MustCompile(`(?m)^` + name + `="\$\{` + name + `:-([^}]*)\}"$`)
-		m := re.FindSubmatch(b)
-		if m == nil || string(m[1]) != v {
-			t.Errorf("lib.sh should default %s to %q", name, v)
+}
+
+func TestLayoutsDoNotOverlap(t *testing.T) {
+	var all []netip.Prefix
+	for c := 0; c <= 3; c++ {
+		l := LayoutOf(c)
+		for _, p := range []string{l.GuardCIDR, l.ServiceCIDR, l.Loopback + "/32"} {
+			pre := netip.MustParsePrefix(p)
+			for _, o := range all {
+				if pre.Overlaps(o) {
+					t.Errorf("cluster %d's %s overlaps %s", c, pre, o)
+				}
+			}
+			all = append(all, pre)
+		}
+		for i := 1; i <= MaxNodes; i++ {
+			for _, a := range []string{l.NodeIP(i), strings.TrimSuffix(l.NodePodCIDR(i), "/24")} {
+				if !l.InRanges(a) {
+					t.Errorf("cluster %d: node %d's %s is outside its guard range", c, i, a)
+				}
+			}
 		}
 	}
 }
 
 func TestInRanges(t *testing.T) {
+	l := LayoutOf(0)
 	for addr, want := range map[string]bool{
-		"10.244.0.7": true, "10.96.0.1": true, "10.244.0.1": true,
-		"10.244.1.7": false, "10.97.0.1": false, "192.0.2.1": false, "127.0.0.1": false, "nonsense": false,
+		"10.244.1.7": true, "10.96.0.1": true, "10.244.0.1": true, "10.244.3.9": true,
+		"10.245.1.7": false, "10.97.0.1": false, "192.0.2.1": false, "127.0.0.1": false, "nonsense": false,
 	} {
-		if got := InRanges(addr); got != want {
+		if got := l.InRanges(addr); got != want {
 			t.Errorf("InRanges(%q) = %v, want %v", addr, got, want)
 		}
 	}

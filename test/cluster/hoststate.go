@@ -14,7 +14,9 @@ import (
 // HostState lists, by kind, what a cluster could leave on the host:
 // "process" (processes of the harness's binaries), "mount", "link",
 // "iptables" (rules and chains, both families), "route" and "rule" (IPv4),
-// "netns" and "cgroup" (kubepods hierarchies).
+// "netns" (named network namespaces), "namespace" (the namespaces that any
+// process is in and the machine's PID 1 is not: a node's, a pod's) and
+// "cgroup" (the nodes' and kubepods hierarchies).
 type HostState map[string][]string
 
 // Snapshot reads the host's state. Processes count when their executable is
@@ -57,10 +59,46 @@ func (h *Harness) Snapshot(ctx context.Context) (HostState, error) {
 			s["netns"] = append(s["netns"], e.Name())
 		}
 	}
-	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/kubepods")
-	more, _ := filepath.Glob("/sys/fs/cgroup/kubepods")
-	s["cgroup"] = append(cgroups, more...)
+	s["namespace"] = namespaces()
+	for _, pattern := range []string{"/sys/fs/cgroup/*/kubepods", "/sys/fs/cgroup/kubepods", "/sys/fs/cgroup/*/kzero-node.*", "/sys/fs/cgroup/kzero-node.*"} {
+		m, _ := filepath.Glob(pattern)
+		s["cgroup"] = append(s["cgroup"], m...)
+	}
 	return s, nil
+}
+
+// namespaceKinds are the kinds of namespace a node or a pod makes.
+var namespaceKinds = []string{"mnt", "net", "pid", "uts", "ipc"}
+
+// namespaces lists, as "net:[4026532001]", every namespace that a process
+// is in and the machine's PID 1 is not. A namespace that no process holds
+// is gone, unless a mount holds it, which the mounts show.
+func namespaces() []string {
+	host := map[string]bool{}
+	for _, k := range namespaceKinds {
+		if l, err := os.Readlink("/proc/1/ns/" + k); err == nil {
+			host[l] = true
+		}
+	}
+	seen := map[string]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		for _, k := range namespaceKinds {
+			l, err := os.Readlink(filepath.Join("/proc", e.Name(), "ns", k))
+			if err == nil && !host[l] {
+				seen[l] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for l := range seen {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // clusterExecutables are the base names of the programs a cluster runs.
@@ -69,6 +107,7 @@ var clusterExecutables = map[string]bool{
 	"kube-scheduler": true, "kubelet": true, "kube-proxy": true, "kubectl": true,
 	"containerd": true, "containerd-shim": true, "containerd-shim-runc-v2": true,
 	"runc": true, "pause": true, "cri-reset": true, "mkimage": true,
+	"nsenter": true, "unshare": true, "tcpdump": true,
 }
 
 func (h *Harness) processes() ([]string, error) {

@@ -17,7 +17,6 @@ import (
 
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
-	"kzero.dev/kzero/test/cluster"
 )
 
 // TestPodAdmission is issue 13's acceptance for admission: in an enrolled
@@ -27,7 +26,7 @@ import (
 // a review forged by a pod is refused unread and audited as
 // unauthenticated.
 func TestPodAdmission(t *testing.T) {
-	if err := cluster.CheckContained(t.Context()); err != nil {
+	if err := kube.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	_, _, svc, a := webhookSetup(t)

@@ -22,7 +22,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -124,13 +123,14 @@ func startAgentAPI(t testing.TB, client kubernetes.Interface, storeNS, addr stri
 }
 
 // startAgent runs the node agent as kzero install ships it, in storeNS,
-// calling the agent API at apiAddr, with its CSIDriver, and waits until
-// its socket is there and kubelet has registered its CSI driver.
-func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
+// calling the agent API at apiAddr, with its CSIDriver, and waits until it
+// runs on every node, its socket is there and each node's kubelet has
+// registered its CSI driver. It returns the agents' pods by node.
+func startAgent(t testing.TB, storeNS, apiAddr string) map[string]*corev1.Pod {
 	t.Helper()
 	ctx := t.Context()
 	ds, sa, role, binding, err := install.Agent(install.Options{Image: kzeroImage, Namespace: storeNS, PullPolicy: corev1.PullNever,
-		KubeletDir: kube.KubeletDir()})
+		KubeletDir: cluster.KubeletDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,27 +162,47 @@ func startAgent(t testing.TB, storeNS, apiAddr string) *corev1.Pod {
 	if _, err := kube.Client.AppsV1().DaemonSets(storeNS).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var pod *corev1.Pod
+	agents := map[string]*corev1.Pod{}
+	var missing string
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		l, err := kube.Client.CoreV1().Pods(storeNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
-		if err != nil || len(l.Items) != 1 || l.Items[0].Status.Phase != corev1.PodRunning {
+		if err != nil {
 			return false, nil
 		}
-		pod = &l.Items[0]
-		if _, err = os.Stat(v1alpha1.WorkloadAPISocket); err != nil {
-			return false, nil
+		for i := range l.Items {
+			if p := &l.Items[i]; p.Status.Phase == corev1.PodRunning {
+				agents[p.Spec.NodeName] = p
+			}
 		}
-		// kubelet has registered the driver once the node's CSINode
-		// lists it, with the node ID the driver gave.
-		n, err := kube.Client.StorageV1().CSINodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
-		return err == nil && slices.ContainsFunc(n.Spec.Drivers, func(d storagev1.CSINodeDriver) bool {
-			return d.Name == v1alpha1.CSIDriverName && d.NodeID == pod.Spec.NodeName
-		}), nil
+		for _, n := range kube.Nodes {
+			if agents[n.Name] == nil {
+				missing = "no agent runs on " + n.Name
+				return false, nil
+			}
+			sock, err := kube.NodePath(n.Name, v1alpha1.WorkloadAPISocket)
+			if err != nil {
+				return false, err
+			}
+			if _, err = os.Stat(sock); err != nil {
+				missing = "no socket on " + n.Name
+				return false, nil
+			}
+			// kubelet has registered the driver once the node's
+			// CSINode lists it, with the node ID the driver gave.
+			c, err := kube.Client.StorageV1().CSINodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil || !slices.ContainsFunc(c.Spec.Drivers, func(d storagev1.CSINodeDriver) bool {
+				return d.Name == v1alpha1.CSIDriverName && d.NodeID == n.Name
+			}) {
+				missing = "the CSI driver is not registered on " + n.Name
+				return false, nil
+			}
+		}
+		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("the agent did not start, make its socket %s and register its CSI driver with kubelet: %v", v1alpha1.WorkloadAPISocket, err)
+		t.Fatalf("the agent did not start on every node, make its socket %s and register its CSI driver with kubelet (%s): %v", v1alpha1.WorkloadAPISocket, missing, err)
 	}
-	return pod
+	return agents
 }
 
 // TestWorkloadAPI is issue 6's acceptance on the real cluster: the agent,
@@ -195,13 +215,13 @@ func TestWorkloadAPI(t *testing.T) {
 	if err := loadAgentImages(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.CheckContained(t.Context()); err != nil {
+	if err := kube.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	client, storeNS, _, a := webhookSetup(t)
 	apiOut := &syncBuffer{}
 	api := startAgentAPI(t, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, apiOut)
-	agentPod := startAgent(t, storeNS, api.addr)
+	agents := startAgent(t, storeNS, api.addr)
 	enrolled := enrolledWithSA(t, "web")
 	restrict(t, enrolled)
 	wantID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", enrolled)
@@ -211,6 +231,10 @@ func TestWorkloadAPI(t *testing.T) {
 	pod.Spec.Containers[0].Image = workloadImage
 	createPod(t, enrolled, pod)
 	p := waitPod(t, enrolled, "workload", 2*time.Minute, ready)
+	agentPod := agents[p.Spec.NodeName]
+	if agentPod == nil {
+		t.Fatalf("the workload runs on %s, where no agent runs", p.Spec.NodeName)
+	}
 
 	t.Run("the socket comes through the agent's CSI driver, read-only, in a restricted namespace", func(t *testing.T) {
 		i := slices.IndexFunc(p.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == admission.WorkloadAPIVolumeName })
@@ -232,7 +256,7 @@ func TestWorkloadAPI(t *testing.T) {
 		w.Spec.ServiceAccountName = "web"
 		w.Spec.Containers[0].Image = workloadImage
 		createPod(t, enrolled, w)
-		waitPod(t, enrolled, "tamper", 2*time.Minute, succeeded)
+		node := waitPod(t, enrolled, "tamper", 2*time.Minute, succeeded).Spec.NodeName
 		log := podLog(t, enrolled, "tamper")
 		for _, want := range []string{
 			"create: open " + v1alpha1.WorkloadAPIDir + "/planted: read-only file system",
@@ -242,10 +266,18 @@ func TestWorkloadAPI(t *testing.T) {
 				t.Errorf("the tampering pod printed\n%s\nwant %q", log, want)
 			}
 		}
-		if _, err := os.Stat(v1alpha1.WorkloadAPIDir + "/planted"); err == nil {
-			t.Error("the node's socket directory holds the pod's file")
+		planted, err := kube.NodePath(node, v1alpha1.WorkloadAPIDir+"/planted")
+		if err != nil {
+			t.Fatal(err)
 		}
-		if _, err := os.Stat(v1alpha1.WorkloadAPISocket); err != nil {
+		if _, err := os.Stat(planted); err == nil {
+			t.Errorf("the socket directory of node %s holds the pod's file", node)
+		}
+		sock, err := kube.NodePath(node, v1alpha1.WorkloadAPISocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(sock); err != nil {
 			t.Errorf("the agent's socket: %v", err)
 		}
 	})
@@ -312,19 +344,21 @@ func TestWorkloadAPI(t *testing.T) {
 	})
 
 	t.Run("a process of the node outside any pod is refused", func(t *testing.T) {
-		c, err := workloadapi.New(t.Context(), workloadapi.WithAddr(admission.EndpointSocket))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_, err = c.FetchX509SVID(t.Context())
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("FetchX509SVID from the test process: %v, want PermissionDenied", err)
+		// The workload program, run in the node's namespaces as one of
+		// its own processes, as the node's root.
+		out, _ := kube.NodeExec(t.Context(), p.Spec.NodeName, "env", admission.EndpointSocketEnv+"="+admission.EndpointSocket,
+			kube.ImageBinary(workloadImage))
+		if want := "code = PermissionDenied"; !strings.Contains(string(out), want) {
+			t.Errorf("the workload program run on node %s outside any pod printed %q, want %q", p.Spec.NodeName, out, want)
 		}
 	})
 
 	t.Run("a request without the security header is refused", func(t *testing.T) {
-		conn, err := grpc.NewClient("unix:"+v1alpha1.WorkloadAPISocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		sock, err := kube.NodePath(p.Spec.NodeName, v1alpha1.WorkloadAPISocket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient("unix:"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,8 +372,15 @@ func TestWorkloadAPI(t *testing.T) {
 		}
 	})
 
-	t.Run("the agent of one node cannot get the SVID of another node's pod", func(t *testing.T) {
-		other := otherNodePod(t, enrolled)
+	t.Run("each agent serves its own node's pods, and cannot get the SVID of another node's pod", func(t *testing.T) {
+		other := otherNodePod(t, enrolled, p.Spec.NodeName)
+		otherID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", enrolled, other.Spec.ServiceAccountName)
+		// The pod of the other node gets its SVID from that node's own
+		// agent, which attested as that node.
+		waitLog(t, enrolled, other.Name, "x509: "+otherID+" serial ", 2*time.Minute)
+		if len(attestations(t, apiOut, other.Spec.NodeName)) == 0 {
+			t.Errorf("no attestation of the agent of %s, which served %s", other.Spec.NodeName, otherID)
+		}
 		// Attest as the agent of this node, with a token bound to its pod.
 		tok, err := kube.Client.CoreV1().ServiceAccounts(storeNS).CreateToken(t.Context(), install.AgentName, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{
 			Audiences:      []string{agentapi.TokenAudience},
@@ -361,7 +402,6 @@ func TestWorkloadAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		mtls := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(authorityID))}}
-		otherID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", enrolled, other.Spec.ServiceAccountName)
 		_, csr2 := catest.NewCSR(t)
 		var refusal agentapi.Error
 		if code := postJSON(t, mtls, api.addr, agentapi.X509SVIDPath, agentapi.X509SVIDRequest{ID: otherID, CSR: csr2}, &refusal); code != http.StatusForbidden {
@@ -405,29 +445,30 @@ func restrict(t testing.TB, ns string) {
 	}
 }
 
-// otherNodePod makes a node with no kubelet and binds a pod of ns, running
-// as service account other, to it.
-func otherNodePod(t *testing.T, ns string) *corev1.Pod {
+// otherNodePod runs a workload pod of ns as service account other on a
+// node other than node, and waits until it runs.
+func otherNodePod(t *testing.T, ns, node string) *corev1.Pod {
 	t.Helper()
 	ctx := t.Context()
-	nodeName := "kzero-e2e-other-" + ns
-	if _, err := kube.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	elsewhere := ""
+	for _, n := range kube.Nodes {
+		if n.Name != node {
+			elsewhere = n.Name
+			break
+		}
 	}
-	t.Cleanup(func() {
-		_ = kube.Client.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{})
-	})
+	if elsewhere == "" {
+		t.Fatalf("the cluster has only node %s, and this test needs a second: run 'make cluster-down cluster-up NODES=2'", node)
+	}
 	if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "other"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pod := testPod("elsewhere")
 	pod.Spec.ServiceAccountName = "other"
-	pod.Spec.NodeName = nodeName
-	p, err := kube.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	pod.Spec.NodeName = elsewhere
+	pod.Spec.Containers[0].Image = workloadImage
+	createPod(t, ns, pod)
+	return waitPod(t, ns, pod.Name, 2*time.Minute, ready)
 }
 
 // serials are the serials of the X.509-SVIDs for id a workload pod's log
@@ -532,6 +573,8 @@ func BenchmarkAgentMemory(b *testing.B) {
 	api := startAgentAPI(b, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, &syncBuffer{})
 	startAgent(b, storeNS, api.addr)
 	ns := enrolledNamespace(b)
+	// Every pod on the first node, whose agent the benchmark measures.
+	node := kube.Nodes[0].Name
 	const pods = 100
 	for i := range pods {
 		name := fmt.Sprintf("id-%03d", i)
@@ -541,6 +584,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 		pod := testPod(name)
 		pod.Spec.ServiceAccountName = name
 		pod.Spec.Containers[0].Image = workloadImage
+		pod.Spec.NodeName = node
 		createPod(b, ns, pod)
 	}
 	for i := range pods {
@@ -555,7 +599,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 			if i > 0 {
 				time.Sleep(5 * time.Second)
 			}
-			m, err := agentMemory(false)
+			m, err := agentMemory(node, false)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -568,7 +612,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 		b.ReportMetric(float64(most["RssFile"])/(1<<20), "file-MiB")
 		// The CSI driver, in the pod's other container, after it has
 		// mounted the 100 pods' volumes.
-		csi, err := agentMemory(true)
+		csi, err := agentMemory(node, true)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -577,10 +621,19 @@ func BenchmarkAgentMemory(b *testing.B) {
 }
 
 // agentMemory is the resident memory of the one kzero agent process of
-// the node (with csi, of its CSI driver), in bytes, from
-// /proc/<pid>/status: VmRSS, and its parts RssAnon (heap, stacks) and
-// RssFile (the binary's pages).
-func agentMemory(csi bool) (map[string]int64, error) {
+// node (with csi, of its CSI driver), in bytes, from /proc/<pid>/status:
+// VmRSS, and its parts RssAnon (heap, stacks) and RssFile (the binary's
+// pages).
+func agentMemory(node string, csi bool) (map[string]int64, error) {
+	init, err := kube.NodeInit(node)
+	if err != nil {
+		return nil, err
+	}
+	// The agent runs in its node's PID namespace (hostPID), the init's.
+	nodePIDNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
+	if err != nil {
+		return nil, err
+	}
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -589,6 +642,9 @@ func agentMemory(csi bool) (map[string]int64, error) {
 		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
 		if err != nil || !bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00")) ||
 			bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00csi-driver\x00")) != csi {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + p.Name() + "/ns/pid"); err != nil || ns != nodePIDNS {
 			continue
 		}
 		status, err := os.ReadFile("/proc/" + p.Name() + "/status")
@@ -605,5 +661,5 @@ func agentMemory(csi bool) (map[string]int64, error) {
 		}
 		return m, nil
 	}
-	return nil, fmt.Errorf("no %s process on this node", install.AgentBinary)
+	return nil, fmt.Errorf("no %s process on node %s", install.AgentBinary, node)
 }

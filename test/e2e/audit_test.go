@@ -29,7 +29,6 @@ import (
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/cli"
 	"kzero.dev/kzero/internal/install"
-	"kzero.dev/kzero/test/cluster"
 )
 
 // testAuditInterval is how often the in-cluster authority of the audit
@@ -49,7 +48,7 @@ func TestAuditTrailInCluster(t *testing.T) {
 	if err := loadPodcert(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.CheckContained(t.Context()); err != nil {
+	if err := kube.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	authority := installAuthority(t)

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +30,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/audit"
@@ -40,7 +38,6 @@ import (
 	"kzero.dev/kzero/internal/ca/catest"
 	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/internal/kubestore"
-	"kzero.dev/kzero/test/cluster"
 )
 
 // podcertImage is built from ./podcert: it prints the SPIFFE ID of the
@@ -293,7 +290,7 @@ func TestAuthority(t *testing.T) {
 	if err := loadPodcert(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.CheckContained(t.Context()); err != nil {
+	if err := kube.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	out := runAuthority(t)
@@ -394,7 +391,7 @@ func TestAuthority(t *testing.T) {
 		}
 		// The node's own credentials cannot even create it: kube-apiserver's
 		// NodeRestriction checks the pod's UID.
-		nodeClient := nodeClientset(t)
+		nodeClient := nodeClientset(t, node.Name)
 		if _, err := nodeClient.CertificatesV1().PodCertificateRequests(ns).Create(t.Context(), lie, metav1.CreateOptions{}); err == nil {
 			t.Error("kube-apiserver let the node create a request with a wrong pod UID")
 		} else {
@@ -450,7 +447,7 @@ func TestAuthority(t *testing.T) {
 				StubPKCS10Request: stubCSR(t),
 			},
 		}
-		made, err := nodeClientset(t).CertificatesV1().PodCertificateRequests(ns).Create(t.Context(), req, metav1.CreateOptions{})
+		made, err := nodeClientset(t, node.Name).CertificatesV1().PodCertificateRequests(ns).Create(t.Context(), req, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatalf("create the request as the pod's node: %v", err)
 		}
@@ -464,15 +461,13 @@ func TestAuthority(t *testing.T) {
 	})
 }
 
-// nodeClientset is a client with kubelet's own credentials.
-func nodeClientset(t testing.TB) kubernetes.Interface {
+// nodeClientset is a client with the credentials of node's kubelet.
+func nodeClientset(t testing.TB, node string) kubernetes.Interface {
 	t.Helper()
-	path := filepath.Join(filepath.Dir(kube.Kubeconfig), "pki", "kubelet.kubeconfig")
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	cfg, err := kube.NodeConfig(node)
 	if err != nil {
-		t.Fatalf("kubelet's kubeconfig: %v", err)
+		t.Fatal(err)
 	}
-	cfg.QPS, cfg.Burst = cluster.ClientQPS, cluster.ClientBurst
 	c, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

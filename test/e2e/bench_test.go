@@ -42,7 +42,7 @@ func BenchmarkPCRSigning(b *testing.B) {
 	}
 	ctx := b.Context()
 	ns := enrolledWithSA(b, "web")
-	node, err := kube.Client.CoreV1().Nodes().Get(ctx, "kzero-node", metav1.GetOptions{})
+	node, err := kube.Client.CoreV1().Nodes().Get(ctx, kube.Nodes[0].Name, metav1.GetOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -55,10 +55,11 @@ func BenchmarkPCRSigning(b *testing.B) {
 		// NodeRestriction lets a node ask only for pods that mount a
 		// podCertificate volume of the signer.
 		p := identityPod(fmt.Sprintf("signed-%d", i), "web")
+		p.Spec.NodeName = node.Name // the node whose credentials ask
 		createPod(b, ns, p)
 		pods = append(pods, waitPod(b, ns, p.Name, time.Minute, func(p *corev1.Pod) (bool, error) { return p.Spec.NodeName != "", nil }))
 	}
-	nodeClient := nodeClientset(b)
+	nodeClient := nodeClientset(b, node.Name)
 	reqs := make(chan int)
 	var wg sync.WaitGroup
 	for range 16 {
@@ -224,9 +225,20 @@ func mountTime(b *testing.B, ns, name string) time.Duration {
 		b.Errorf("create pod %s: %v", name, err)
 		return 0
 	}
-	file := filepath.Join(kube.ProjectedVolumeDir(string(p.UID), admission.VolumeName), "credentialbundle.pem")
+	var file string
 	var written time.Time
-	err = wait.PollUntilContextTimeout(b.Context(), 5*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(b.Context(), 5*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if file == "" {
+			// The pod's node, once the scheduler has picked it.
+			if p, err = kube.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil || p.Spec.NodeName == "" {
+				return false, nil
+			}
+			dir, err := kube.ProjectedVolumeDir(p.Spec.NodeName, string(p.UID), admission.VolumeName)
+			if err != nil {
+				return false, err
+			}
+			file = filepath.Join(dir, "credentialbundle.pem")
+		}
 		fi, err := os.Stat(file)
 		if err != nil {
 			return false, nil

@@ -44,7 +44,10 @@ func setup() error {
 	if kube.Mode != cluster.ModeNode {
 		return fmt.Errorf("the cluster runs in %s mode and these tests need pods: run 'make cluster-down cluster-up'", kube.Mode)
 	}
-	if err := cluster.CheckContained(ctx); err != nil {
+	if kube.Layout.HostIP != nodeIP {
+		return fmt.Errorf("these tests serve on %s, and the cluster's machine address is %s: run them on the default cluster (no CLUSTER=)", nodeIP, kube.Layout.HostIP)
+	}
+	if err := kube.CheckContained(ctx); err != nil {
 		return err
 	}
 	return kube.LoadImage(ctx, "./test/e2e/testserver", testImage)

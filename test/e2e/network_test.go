@@ -10,8 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"kzero.dev/kzero/test/cluster"
 )
 
 // A pod built from the test image serves HTTP, and a second pod reaches it
@@ -40,16 +38,16 @@ func TestPodReachesPodThroughClusterIP(t *testing.T) {
 		t.Fatalf("create service: %v", err)
 	}
 	ip := svc.Spec.ClusterIP
-	if !cluster.InRanges(ip) {
-		t.Fatalf("Service got ClusterIP %s, outside the harness's range %s; not sending to it", ip, cluster.ServiceCIDR)
+	if !kube.Layout.InRanges(ip) {
+		t.Fatalf("Service got ClusterIP %s, outside the harness's range %s; not sending to it", ip, kube.Layout.ServiceCIDR)
 	}
-	if err := cluster.CheckContained(t.Context()); err != nil {
+	if err := kube.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 
 	p := waitPod(t, ns, "server", 2*time.Minute, ready)
-	if !cluster.InRanges(p.Status.PodIP) {
-		t.Fatalf("server pod got IP %s, outside the pod range %s", p.Status.PodIP, cluster.PodCIDR)
+	if !kube.Layout.InRanges(p.Status.PodIP) {
+		t.Fatalf("server pod got IP %s, outside the cluster's range %s", p.Status.PodIP, kube.Layout.GuardCIDR)
 	}
 
 	createPod(t, ns, testPod("client", "fetch", "http://"+ip+"/hello"))

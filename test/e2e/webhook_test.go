@@ -36,11 +36,12 @@ import (
 	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/internal/kubestore"
 	"kzero.dev/kzero/internal/leader"
-	"kzero.dev/kzero/test/cluster"
 )
 
-// nodeIP is the harness's node address (docs/cluster.md): kube-apiserver,
-// on the host, reaches the webhooks the test serves there.
+// nodeIP is the machine's address on the default cluster's network
+// (docs/cluster.md): kube-apiserver, which binds it, reaches the webhooks
+// the test serves there, and the nodes' pods reach the agent API there.
+// setup checks that the cluster is laid out so.
 const nodeIP = "10.244.0.1"
 
 // replica is one authority replica run in this process.
@@ -253,7 +254,7 @@ func TestPodIdentityWebhook(t *testing.T) {
 	if err := loadPodcert(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cluster.CheckContained(t.Context()); err != nil {
+	if err := kube.CheckContained(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	client, storeNS, svc, a := webhookSetupWithAgent(t)
