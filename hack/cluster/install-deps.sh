@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh: installs what a node needs from Debian's packages when it
-# is missing: containerd, runc, the CNI plugins, iptables, conntrack and the
-# small tools kubelet calls. Runs apt-get update once, only if it installs.
+# is missing: containerd, runc, the CNI plugins, iptables, conntrack, the
+# small tools kubelet calls, and tcpdump for the tests' captures. Runs
+# apt-get update once, only if it installs.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -21,6 +22,8 @@ wanted=(
 	"mount:/usr/bin/mount"
 	"procps:/usr/bin/ps"
 	"socat:/usr/bin/socat"
+	# test/cluster's Capture: packets on the cluster's network, as pcap.
+	"tcpdump:/usr/bin/tcpdump"
 )
 
 missing=()

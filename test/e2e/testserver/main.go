@@ -1,11 +1,14 @@
 // Command testserver is the program in the end-to-end tests' container
-// image. It is static and has four modes:
+// image. It is static and has five modes:
 //
 //	testserver serve ADDR        serve HTTP on ADDR: /hello answers with the
 //	                             pod's name, /healthz with ok
 //	testserver fetch URL         GET URL until it answers 200 (60 s at
 //	                             most), print the body, exit 0; else exit 1
 //	testserver cat FILE          print FILE, then exit 0
+//	testserver mark DIR ADDR     write the pod's name to DIR/<its name>,
+//	                             print "marked <that file>", then serve
+//	                             ADDR as serve does
 //	testserver post URL BODY     POST BODY (JSON) to the HTTPS URL once,
 //	                             trusting any server certificate, as an
 //	                             attacker in a pod would; print "status: N"
@@ -23,14 +26,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 )
 
 func main() {
-	if len(os.Args) != 3 && (len(os.Args) != 4 || os.Args[1] != "post") {
-		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE | post URL BODY")
+	if len(os.Args) != 3 && (len(os.Args) != 4 || (os.Args[1] != "post" && os.Args[1] != "mark")) {
+		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE | mark DIR ADDR | post URL BODY")
 		os.Exit(2)
 	}
 	var err error
@@ -41,6 +45,13 @@ func main() {
 		err = fetch(os.Args[2], 60*time.Second)
 	case "post":
 		err = post(os.Args[2], os.Args[3])
+	case "mark":
+		host, _ := os.Hostname()
+		file := filepath.Join(os.Args[2], host)
+		if err = os.WriteFile(file, []byte(host+"\n"), 0o644); err == nil { //nolint:gosec // a file for other pods to look for
+			fmt.Println("marked", file)
+			err = serve(os.Args[3])
+		}
 	case "cat":
 		var b []byte
 		if b, err = os.ReadFile(os.Args[2]); err == nil {
