@@ -67,7 +67,10 @@ node_mounts() {
 		[[ -d "${d}" ]] || continue
 		keep=""
 		for k in "${KZERO_REPO_ROOT}" "${KZERO_RUN_DIR}" "${KZERO_CACHE_DIR}" "${KZERO_BIN_DIR}"; do
-			[[ "${k}" == "${d}" || "${k}" == "${d}/"* ]] && keep="${k}"
+			if [[ "${k}" == "${d}" || "${k}" == "${d}/"* ]]; then
+				keep="${k}"
+				break
+			fi
 		done
 		if [[ -n "${keep}" ]]; then
 			echo "${name}: ${d} stays the machine's: it holds ${keep}" >&2
