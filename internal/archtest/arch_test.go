@@ -108,6 +108,7 @@ func TestDependenciesRunOneWay(t *testing.T) {
 // are tested, and run outside a cluster, without one.
 var apartFromKubernetes = map[string]bool{
 	"kzero.dev/kzero/internal/workloadapi": true,
+	"kzero.dev/kzero/internal/tunnel":      true,
 }
 
 // kubernetesLibraries are the modules apartFromKubernetes must not pull in.
