@@ -109,6 +109,7 @@ func TestDependenciesRunOneWay(t *testing.T) {
 var apartFromKubernetes = map[string]bool{
 	"kzero.dev/kzero/internal/workloadapi": true,
 	"kzero.dev/kzero/internal/tunnel":      true,
+	"kzero.dev/kzero/internal/redirect":    true,
 }
 
 // kubernetesLibraries are the modules apartFromKubernetes must not pull in.
