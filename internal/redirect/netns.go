@@ -19,7 +19,7 @@ import (
 // namespace it was made in, whatever thread later uses it.
 func ListenIn(netns, addr string) (net.Listener, error) {
 	var ln net.Listener
-	err := inNetns(netns, func() error {
+	err := do(netns, func() error {
 		var err error
 		ln, err = net.Listen("tcp", addr)
 		return err
@@ -50,7 +50,7 @@ func DialIn(ctx context.Context, netns string, addr netip.AddrPort, mark uint32)
 		}
 	}
 	var conn net.Conn
-	err := inNetns(netns, func() error {
+	err := do(netns, func() error {
 		var err error
 		conn, err = d.DialContext(ctx, "tcp", addr.String())
 		return err
@@ -61,10 +61,19 @@ func DialIn(ctx context.Context, netns string, addr netip.AddrPort, mark uint32)
 	return conn, nil
 }
 
-// inNetns runs f on an OS thread moved into netns, then moves the thread
-// back. A thread that cannot go back is never used again: its goroutine
-// ends still locked to it, and the runtime ends the thread.
-func inNetns(netns string, f func() error) error {
+// Do runs f on an OS thread moved into the network namespace netns, then
+// moves the thread back: what f makes there (sockets) stays in netns. f
+// must not start goroutines that expect to be in netns. A thread that
+// cannot go back is never used again: its goroutine ends still locked to
+// it, and the runtime ends the thread.
+func Do(netns string, f func() error) error {
+	if err := do(netns, f); err != nil {
+		return fmt.Errorf("redirect: in %s: %w", netns, err)
+	}
+	return nil
+}
+
+func do(netns string, f func() error) error {
 	target, err := os.Open(netns) //nolint:gosec // the namespace's file is the caller's to name: a pod's, found by the agent
 	if err != nil {
 		return fmt.Errorf("open the network namespace: %w", err)

@@ -6,45 +6,19 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"kzero.dev/kzero/internal/redirect"
+	"kzero.dev/kzero/internal/redirect/netnstest"
 )
 
-// pair makes two network namespaces of the test's own, "pod" and "peer",
-// joined by a veth pair (10.213.0.1 and 10.213.0.2), and removes them at
-// the end. The tests send traffic only there. It needs root, as the agent
-// has CAP_NET_ADMIN and CAP_SYS_ADMIN.
+// pair is a pod's namespace and a peer's, joined by a veth.
 func pair(t *testing.T) (pod, peer string, podIP, peerIP netip.Addr) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it makes network namespaces (CI runs as root)")
-	}
-	base := fmt.Sprintf("kzt%d", os.Getpid()%100000)
-	a, b := base+"a", base+"b"
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.CommandContext(t.Context(), "ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", a)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", a).Run() })
-	run("netns", "add", b)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", b).Run() })
-	run("link", "add", base+"x", "netns", a, "type", "veth", "peer", "name", base+"y", "netns", b)
-	run("-n", a, "addr", "add", "10.213.0.1/24", "dev", base+"x")
-	run("-n", b, "addr", "add", "10.213.0.2/24", "dev", base+"y")
-	for _, ns := range []string{a, b} {
-		run("-n", ns, "link", "set", "lo", "up")
-	}
-	run("-n", a, "link", "set", base+"x", "up")
-	run("-n", b, "link", "set", base+"y", "up")
-	return "/var/run/netns/" + a, "/var/run/netns/" + b, netip.MustParseAddr("10.213.0.1"), netip.MustParseAddr("10.213.0.2")
+	a, b := netnstest.Pair(t)
+	return a.Path, b.Path, a.IP, b.IP
 }
 
 // accepted is what a listener accepted: the connection's original

@@ -68,9 +68,9 @@ func BenchmarkTunnelBulk(b *testing.B) {
 
 func benchTunnel(b *testing.B) (*tunnel.Client, netip.AddrPort, spiffeid.ID, netip.AddrPort) {
 	w := newWorld(b)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	ep := endpoint(b, w, server, allowAll)
-	return client(b, w, w.svid("shop", "web")), ep, server.ID, echo(b)
+	return client(b, w, w.SVID("shop", "web")), ep, server.ID, echo(b)
 }
 
 func roundTrip(b *testing.B, c net.Conn, msg, buf []byte) {

@@ -20,42 +20,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"kzero.dev/kzero/internal/ca"
-	"kzero.dev/kzero/internal/ca/catest"
+	"kzero.dev/kzero/internal/ca/svidtest"
 	"kzero.dev/kzero/internal/tunnel"
 )
 
 var td = spiffeid.RequireTrustDomainFromString("cluster.local")
 
-// world is a CA of the trust domain and the SVIDs it issues, as the
-// authority issues them.
-type world struct {
-	t  testing.TB
-	ca *ca.CA
-}
+// world is a CA of the trust domain and the SVIDs it issues.
+type world = svidtest.CA
 
-func newWorld(t testing.TB) *world {
-	t.Helper()
-	c, err := ca.New(context.Background(), ca.Config{TrustDomain: td, Store: catest.NewMemStore(nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &world{t: t, ca: c}
-}
-
-func (w *world) bundle() *x509bundle.Bundle { return w.ca.Bundle().X509Bundle() }
-
-// svid issues the X.509-SVID of /ns/<ns>/sa/<sa>.
-func (w *world) svid(ns, sa string) *x509svid.SVID {
-	w.t.Helper()
-	id := spiffeid.RequireFromSegments(td, "ns", ns, "sa", sa)
-	key, csr := catest.NewCSR(w.t)
-	s, err := w.ca.IssueX509SVID(ca.X509Request{ID: id, CSR: csr})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return &x509svid.SVID{ID: id, Certificates: s.Certificates, PrivateKey: key}
-}
+func newWorld(t testing.TB) *world { return svidtest.New(t, td) }
 
 // echo is a destination: a TCP server that answers each connection with
 // what it reads, upper-cased per read, and closes when the peer does.
@@ -96,7 +70,7 @@ func echo(t testing.TB) netip.AddrPort {
 // authorize; it returns its address.
 func endpoint(t testing.TB, w *world, svid *x509svid.SVID, authorize func(context.Context, tunnel.Request) tunnel.Decision) netip.AddrPort {
 	t.Helper()
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: svid, Bundle: w.bundle(), Authorize: authorize})
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: svid, Bundle: w.Bundle(), Authorize: authorize})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +97,7 @@ func allowAll(context.Context, tunnel.Request) tunnel.Decision {
 
 func client(t testing.TB, w *world, svid *x509svid.SVID) *tunnel.Client {
 	t.Helper()
-	c, err := tunnel.NewClient(tunnel.ClientConfig{SVID: svid, Bundle: w.bundle()})
+	c, err := tunnel.NewClient(tunnel.ClientConfig{SVID: svid, Bundle: w.Bundle()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +107,14 @@ func client(t testing.TB, w *world, svid *x509svid.SVID) *tunnel.Client {
 
 func TestStreamCarriesBytesBothWaysAndHalfCloses(t *testing.T) {
 	w := newWorld(t)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	var seen atomic.Value
 	ep := endpoint(t, w, server, func(_ context.Context, r tunnel.Request) tunnel.Decision {
 		seen.Store(r)
 		return tunnel.Decision{Allow: true}
 	})
 	dst := echo(t)
-	c := client(t, w, w.svid("shop", "web"))
+	c := client(t, w, w.SVID("shop", "web"))
 	conn, err := c.Dial(t.Context(), ep, server.ID, dst)
 	if err != nil {
 		t.Fatal(err)
@@ -166,11 +140,11 @@ func TestStreamCarriesBytesBothWaysAndHalfCloses(t *testing.T) {
 
 func TestRefusalCarriesTheReason(t *testing.T) {
 	w := newWorld(t)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	ep := endpoint(t, w, server, func(_ context.Context, r tunnel.Request) tunnel.Decision {
 		return tunnel.Decision{Reason: "policy shop/orders-ingress: no rule allows " + r.Source.String() + "\n(denied)"}
 	})
-	c := client(t, w, w.svid("shop", "web"))
+	c := client(t, w, w.SVID("shop", "web"))
 	_, err := c.Dial(t.Context(), ep, server.ID, echo(t))
 	var refused *tunnel.RefusedError
 	if !errors.As(err, &refused) || !tunnel.IsRefused(err) {
@@ -183,9 +157,9 @@ func TestRefusalCarriesTheReason(t *testing.T) {
 
 func TestTheEndpointMustProveTheExpectedID(t *testing.T) {
 	w := newWorld(t)
-	impostor := w.svid("shop", "impostor")
+	impostor := w.SVID("shop", "impostor")
 	ep := endpoint(t, w, impostor, allowAll)
-	c := client(t, w, w.svid("shop", "web"))
+	c := client(t, w, w.SVID("shop", "web"))
 	_, err := c.Dial(t.Context(), ep, spiffeid.RequireFromSegments(td, "ns", "shop", "sa", "orders"), echo(t))
 	if err == nil || !strings.Contains(err.Error(), "unexpected ID") {
 		t.Fatalf("Dial to an endpoint of another identity: %v, want the handshake refused for its ID", err)
@@ -194,7 +168,7 @@ func TestTheEndpointMustProveTheExpectedID(t *testing.T) {
 
 func TestAPeerOutsideTheBundleIsRefused(t *testing.T) {
 	w := newWorld(t)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	var asked atomic.Int32
 	ep := endpoint(t, w, server, func(context.Context, tunnel.Request) tunnel.Decision {
 		asked.Add(1)
@@ -203,7 +177,7 @@ func TestAPeerOutsideTheBundleIsRefused(t *testing.T) {
 	// Another CA of the same trust domain: its SVID is well formed, and
 	// not one of this bundle's.
 	other := newWorld(t)
-	c, err := tunnel.NewClient(tunnel.ClientConfig{SVID: other.svid("shop", "web"), Bundle: w.bundle()})
+	c, err := tunnel.NewClient(tunnel.ClientConfig{SVID: other.SVID("shop", "web"), Bundle: w.Bundle()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +192,7 @@ func TestAPeerOutsideTheBundleIsRefused(t *testing.T) {
 
 func TestPlainTextAndOtherMethodsAreRefused(t *testing.T) {
 	w := newWorld(t)
-	ep := endpoint(t, w, w.svid("shop", "orders"), allowAll)
+	ep := endpoint(t, w, w.SVID("shop", "orders"), allowAll)
 	// Plain text on the TLS port: the handshake fails, nothing is relayed.
 	conn, err := net.Dial("tcp", ep.String())
 	if err != nil {
@@ -232,11 +206,11 @@ func TestPlainTextAndOtherMethodsAreRefused(t *testing.T) {
 		t.Errorf("plain HTTP to the endpoint got %q", b)
 	}
 	// A verified peer that sends a GET instead of a CONNECT.
-	web := w.svid("shop", "web")
+	web := w.SVID("shop", "web")
 	tc := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{{Certificate: raw(web.Certificates), PrivateKey: web.PrivateKey}},
-		RootCAs:      pool(w.bundle()),
+		RootCAs:      pool(w.Bundle()),
 		ServerName:   "ignored",
 		// The endpoint's SVID has no DNS name: verify the chain only.
 		InsecureSkipVerify: true, //nolint:gosec // the test checks the endpoint's answer, not its identity
@@ -256,9 +230,9 @@ func TestPlainTextAndOtherMethodsAreRefused(t *testing.T) {
 
 func TestABadAuthorityIsRefused(t *testing.T) {
 	w := newWorld(t)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	ep := endpoint(t, w, server, allowAll)
-	c := client(t, w, w.svid("shop", "web"))
+	c := client(t, w, w.SVID("shop", "web"))
 	_, err := c.Dial(t.Context(), ep, server.ID, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0))
 	var refused *tunnel.RefusedError
 	if !errors.As(err, &refused) || refused.Status != http.StatusBadRequest {
@@ -279,9 +253,9 @@ func TestABadAuthorityIsRefused(t *testing.T) {
 
 func TestStreamsShareOneConnection(t *testing.T) {
 	w := newWorld(t)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	var handshakes atomic.Int32
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: server, Bundle: w.bundle(), Authorize: allowAll})
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: server, Bundle: w.Bundle(), Authorize: allowAll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +267,7 @@ func TestStreamsShareOneConnection(t *testing.T) {
 	defer srv.Shutdown(context.Background()) //nolint:errcheck // the test's end
 	ep := netip.MustParseAddrPort(ln.Addr().String())
 	dst := echo(t)
-	c := client(t, w, w.svid("shop", "web"))
+	c := client(t, w, w.SVID("shop", "web"))
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
@@ -335,9 +309,9 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 func TestDialHonoursItsContextOnlyWhileOpening(t *testing.T) {
 	w := newWorld(t)
-	server := w.svid("shop", "orders")
+	server := w.SVID("shop", "orders")
 	ep := endpoint(t, w, server, allowAll)
-	c := client(t, w, w.svid("shop", "web"))
+	c := client(t, w, w.SVID("shop", "web"))
 	ctx, cancel := context.WithCancel(t.Context())
 	conn, err := c.Dial(ctx, ep, server.ID, echo(t))
 	if err != nil {
@@ -361,8 +335,8 @@ func TestDialHonoursItsContextOnlyWhileOpening(t *testing.T) {
 
 func TestConfigIsChecked(t *testing.T) {
 	w := newWorld(t)
-	s := w.svid("shop", "orders")
-	if _, err := tunnel.NewServer(tunnel.ServerConfig{SVID: s, Bundle: w.bundle()}); err == nil || !strings.Contains(err.Error(), "Authorize") {
+	s := w.SVID("shop", "orders")
+	if _, err := tunnel.NewServer(tunnel.ServerConfig{SVID: s, Bundle: w.Bundle()}); err == nil || !strings.Contains(err.Error(), "Authorize") {
 		t.Errorf("a server without Authorize: %v", err)
 	}
 	if _, err := tunnel.NewClient(tunnel.ClientConfig{SVID: s}); err == nil {
