@@ -110,6 +110,7 @@ var apartFromKubernetes = map[string]bool{
 	"kzero.dev/kzero/internal/workloadapi": true,
 	"kzero.dev/kzero/internal/tunnel":      true,
 	"kzero.dev/kzero/internal/redirect":    true,
+	"kzero.dev/kzero/internal/mesh":        true,
 }
 
 // kubernetesLibraries are the modules apartFromKubernetes must not pull in.

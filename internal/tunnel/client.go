@@ -29,6 +29,10 @@ type ClientConfig struct {
 	DialTimeout time.Duration
 	// IdleTimeout closes a pooled connection unused that long; 0: 90 s.
 	IdleTimeout time.Duration
+	// Dial makes the TCP connection to an endpoint; nil: a net.Dialer with
+	// DialTimeout. The agent dials from inside the source pod's network
+	// namespace, so that the connection leaves from the pod's address.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client opens streams as one source identity. It is safe for concurrent
@@ -61,6 +65,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 90 * time.Second
 	}
+	if cfg.Dial == nil {
+		cfg.Dial = (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext
+	}
 	return &Client{cfg: cfg, pools: map[spiffeid.ID]*http.Transport{}, opened: map[poolKey]chan struct{}{}}, nil
 }
 
@@ -77,7 +84,7 @@ func (c *Client) pool(peer spiffeid.ID) *http.Transport {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP2(true)
 	t := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: c.cfg.DialTimeout}).DialContext,
+		DialContext:         c.cfg.Dial,
 		TLSClientConfig:     tc,
 		TLSHandshakeTimeout: c.cfg.DialTimeout,
 		Protocols:           protocols,

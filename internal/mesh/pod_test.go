@@ -1,0 +1,308 @@
+package mesh_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/sys/unix"
+
+	"kzero.dev/kzero/internal/ca/svidtest"
+	"kzero.dev/kzero/internal/mesh"
+	"kzero.dev/kzero/internal/redirect"
+	"kzero.dev/kzero/internal/redirect/netnstest"
+	"kzero.dev/kzero/internal/tunnel"
+)
+
+var td = spiffeid.RequireTrustDomainFromString("cluster.local")
+
+// events collects a pod's events.
+type events struct {
+	mu  sync.Mutex
+	all []mesh.Event
+}
+
+func (e *events) add(ev mesh.Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+// wait returns the first event of kind, waiting up to 5 s for it.
+func (e *events) wait(t *testing.T, kind mesh.EventKind) mesh.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		e.mu.Lock()
+		for _, ev := range e.all {
+			if ev.Kind == kind {
+				e.mu.Unlock()
+				return ev
+			}
+		}
+		e.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %s event; the events: %+v", kind, e.all)
+	return mesh.Event{}
+}
+
+// resolver: the server pod's ports are in the mesh, but for 8082, which
+// stands for a destination outside it.
+type resolver struct {
+	server netip.Addr
+	id     spiffeid.ID
+}
+
+func (r resolver) Resolve(_ context.Context, dst netip.AddrPort) (mesh.Destination, error) {
+	if dst.Addr() != r.server || dst.Port() == 8082 {
+		return mesh.Destination{}, nil
+	}
+	return mesh.Destination{Mesh: true, Endpoint: netip.AddrPortFrom(r.server, redirect.TunnelPort), ID: r.id, Addr: dst}, nil
+}
+
+// upper serves, in netns on port, each connection with what it reads
+// upper-cased, until the peer half-closes.
+func upper(t *testing.T, netns string, port int) {
+	t.Helper()
+	ln, err := redirect.ListenIn(netns, fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				_, _ = c.Write(bytes.ToUpper(b))
+			}()
+		}
+	}()
+}
+
+// call connects from netns to dst (with mark, as the agent's own sockets
+// are, it is not captured), sends msg, half-closes and returns the answer.
+// A reset can end it while it connects as well as after.
+func call(t *testing.T, netns string, dst netip.AddrPort, mark uint32, msg string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	c, err := redirect.DialIn(ctx, netns, dst, mark)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// sniff records every frame on dev in netns until the returned function
+// is called, which returns them: a raw packet socket, as tcpdump opens.
+func sniff(t *testing.T, netns, dev string) func() []byte {
+	t.Helper()
+	var fd int
+	err := redirect.Do(netns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+			return err
+		}
+		// Reads wake every 50 ms, so that stopping drains what is queued.
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50000})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []byte
+	var stopping atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+				if stopping.Load() {
+					return // nothing more queued
+				}
+				continue
+			}
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			seen = append(seen, buf[:n]...)
+			mu.Unlock()
+		}
+	}()
+	var once sync.Once
+	stop := func() []byte {
+		once.Do(func() {
+			stopping.Store(true)
+			<-done
+			_ = unix.Close(fd)
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		return seen
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
+	client, server := netnstest.Pair(t)
+	ca := svidtest.New(t, td)
+	web, orders := ca.SVID("shop", "web"), ca.SVID("shop", "orders")
+
+	var clientEvents, serverEvents events
+	start := func(ns netnstest.NS, svid *x509svid.SVID, ev *events, mode mesh.Mode) *mesh.Pod {
+		t.Helper()
+		cfg := mesh.PodConfig{
+			Netns: ns.Path, Name: "shop/" + ns.Name, IPs: []netip.Addr{ns.IP},
+			SVID: svid, Bundle: ca.Bundle(), Resolver: resolver{server: server.IP, id: orders.ID},
+			Authorize: func(_ context.Context, r tunnel.Request) tunnel.Decision {
+				if r.Source == web.ID && r.Destination.Port() == 8080 {
+					return tunnel.Decision{Allow: true, Reason: "policy shop/orders rule 0"}
+				}
+				return tunnel.Decision{Reason: fmt.Sprintf("policy shop/orders: no rule allows %s to port %d", r.Source, r.Destination.Port())}
+			},
+			Mode: mode, OnEvent: ev.add,
+		}
+		p, err := mesh.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := redirect.Install(ns.Path, redirect.Config{}); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	clientPod := start(client, web, &clientEvents, mesh.Strict)
+	serverPod := start(server, orders, &serverEvents, mesh.Strict)
+	t.Cleanup(func() { _ = serverPod.Close() })
+	upper(t, server.Path, 8080)
+	upper(t, server.Path, 8081)
+	upper(t, server.Path, 8082)
+	upper(t, client.Path, 9090)
+
+	t.Run("an allowed call goes through the tunnel, and no plain text crosses the wire", func(t *testing.T) {
+		marker := fmt.Sprintf("kzero-marker-%d", time.Now().UnixNano())
+		stop := sniff(t, server.Path, server.Dev)
+		got, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, marker)
+		wire := stop()
+		if err != nil || got != strings.ToUpper(marker) {
+			t.Fatalf("the call: %q, %v; want the upper-cased marker", got, err)
+		}
+		if len(wire) < 1000 {
+			t.Fatalf("the capture on the wire holds %d bytes: it saw nothing", len(wire))
+		}
+		if bytes.Contains(wire, []byte(marker)) || bytes.Contains(wire, []byte(strings.ToUpper(marker))) {
+			t.Error("the marker crossed the wire in plain text")
+		}
+		ev := serverEvents.wait(t, mesh.InboundTunnel)
+		if ev.Source != web.ID || ev.To != netip.AddrPortFrom(server.IP, 8080) {
+			t.Errorf("the server's side saw %+v, want %s to port 8080", ev, web.ID)
+		}
+		clientEvents.wait(t, mesh.OutboundTunnel)
+	})
+
+	t.Run("a denied call is reset at once, and says why", func(t *testing.T) {
+		start := time.Now()
+		_, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8081), 0, "hello")
+		t.Logf("the denied call ended in %s: %v", time.Since(start).Round(time.Millisecond), err)
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the denied call: %v, want a connection reset", err)
+		}
+		ev := clientEvents.wait(t, mesh.OutboundRefused)
+		if !strings.Contains(ev.Reason, "no rule allows spiffe://cluster.local/ns/shop/sa/web to port 8081") {
+			t.Errorf("the client's refusal says %q", ev.Reason)
+		}
+		serverEvents.wait(t, mesh.InboundRefused)
+	})
+
+	t.Run("plain text from outside the mesh is refused in strict mode", func(t *testing.T) {
+		// Marked: it leaves the server's namespace uncaptured, as from a
+		// pod that is not enrolled.
+		_, err := call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("plain text to a strict pod: %v, want a reset", err)
+		}
+		clientEvents.wait(t, mesh.InboundPlaintextRefused)
+	})
+
+	t.Run("a peer cannot use the pod as a relay", func(t *testing.T) {
+		c, err := tunnel.NewClient(tunnel.ClientConfig{SVID: web, Bundle: ca.Bundle(),
+			Dial: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return redirect.DialIn(ctx, client.Path, netip.MustParseAddrPort(addr), redirect.Mark)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseIdle()
+		_, err = c.Dial(t.Context(), netip.AddrPortFrom(server.IP, redirect.TunnelPort), orders.ID, netip.AddrPortFrom(client.IP, 9090))
+		if !tunnel.IsRefused(err) || !strings.Contains(err.Error(), "relays no stream") {
+			t.Errorf("a stream through the server to another address: %v, want refused", err)
+		}
+	})
+
+	t.Run("plain text is let through, and reported, in permissive mode", func(t *testing.T) {
+		_ = clientPod.Close()
+		clientPod = start(client, web, &clientEvents, mesh.Permissive)
+		got, err := call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
+		if err != nil || got != "HELLO" {
+			t.Fatalf("plain text to a permissive pod: %q, %v", got, err)
+		}
+		clientEvents.wait(t, mesh.InboundPlaintextAllowed)
+	})
+
+	t.Run("a destination outside the mesh is passed through, and reported", func(t *testing.T) {
+		if err := redirect.Remove(server.Path); err != nil { // the destination is not enrolled
+			t.Fatal(err)
+		}
+		stop := sniff(t, server.Path, server.Dev)
+		got, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8082), 0, "plain words")
+		if err != nil || got != "PLAIN WORDS" {
+			t.Fatalf("a call outside the mesh: %q, %v", got, err)
+		}
+		// The same capture sees plain text when there is some: it is
+		// not blind.
+		if !bytes.Contains(stop(), []byte("plain words")) {
+			t.Error("the capture did not see the plain text of a passthrough call")
+		}
+		clientEvents.wait(t, mesh.OutboundPassthrough)
+	})
+	t.Cleanup(func() { _ = clientPod.Close() })
+}
