@@ -235,11 +235,17 @@ func (p *Pod) dialOut(ctx context.Context, _, addr string) (net.Conn, error) {
 	return redirect.DialIn(ctx, p.cfg.Netns, ap, redirect.Mark)
 }
 
-// authorize lets a stream reach only this pod's own addresses, then asks
-// the configured Authorize, and reports the decision.
+// authorize lets a stream reach only this pod's own addresses, and none
+// of the agent's ports there, then asks the configured Authorize, and
+// reports the decision.
 func (p *Pod) authorize(ctx context.Context, req tunnel.Request) tunnel.Decision {
-	d := tunnel.Decision{Reason: fmt.Sprintf("%s is not an address of pod %s: a pod relays no stream", req.Destination.Addr(), p.cfg.Name)}
-	if slices.Contains(p.cfg.IPs, req.Destination.Addr()) {
+	var d tunnel.Decision
+	switch port := req.Destination.Port(); {
+	case !slices.Contains(p.cfg.IPs, req.Destination.Addr()):
+		d.Reason = fmt.Sprintf("%s is not an address of pod %s: a pod relays no stream", req.Destination.Addr(), p.cfg.Name)
+	case port == p.cfg.OutboundPort || port == p.cfg.InboundPort || port == p.cfg.TunnelPort:
+		d.Reason = fmt.Sprintf("port %d is the tunnel's own, not the application's", port)
+	default:
 		d = p.cfg.Authorize(ctx, req)
 	}
 	ev := Event{Kind: InboundTunnel, Source: req.Source, To: req.Destination, Reason: d.Reason}
@@ -318,6 +324,15 @@ func (p *Pod) plaintext(c net.Conn) {
 	from := addrPort(c.RemoteAddr())
 	dst, err := redirect.OriginalDst(c)
 	if err != nil {
+		reset(c)
+		return
+	}
+	// The capture redirects whatever reaches the pod, also a packet
+	// addressed to another host through it: such a connection is never
+	// passed on, or the pod would be a relay around the mesh.
+	if !slices.Contains(p.cfg.IPs, dst.Addr()) {
+		p.cfg.OnEvent(Event{Kind: InboundPlaintextRefused, From: from, To: dst,
+			Reason: fmt.Sprintf("%s is not an address of pod %s: a pod relays nothing", dst.Addr(), p.cfg.Name)})
 		reset(c)
 		return
 	}

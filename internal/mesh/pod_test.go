@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,11 +44,18 @@ func (e *events) add(ev mesh.Event) {
 // wait returns the first event of kind, waiting up to 5 s for it.
 func (e *events) wait(t *testing.T, kind mesh.EventKind) mesh.Event {
 	t.Helper()
+	return e.waitFor(t, func(ev mesh.Event) bool { return ev.Kind == kind })
+}
+
+// waitFor returns the first event that match says is the one, waiting up
+// to 5 s for it.
+func (e *events) waitFor(t *testing.T, match func(mesh.Event) bool) mesh.Event {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		e.mu.Lock()
 		for _, ev := range e.all {
-			if ev.Kind == kind {
+			if match(ev) {
 				e.mu.Unlock()
 				return ev
 			}
@@ -55,7 +63,9 @@ func (e *events) wait(t *testing.T, kind mesh.EventKind) mesh.Event {
 		e.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("no %s event; the events: %+v", kind, e.all)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t.Fatalf("no such event; the events: %+v", e.all)
 	return mesh.Event{}
 }
 
@@ -276,6 +286,13 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 		if !tunnel.IsRefused(err) || !strings.Contains(err.Error(), "relays no stream") {
 			t.Errorf("a stream through the server to another address: %v, want refused", err)
 		}
+		// Nor into the tunnel's own ports, on its own address.
+		for _, port := range []uint16{redirect.OutboundPort, redirect.InboundPort, redirect.TunnelPort} {
+			_, err = c.Dial(t.Context(), netip.AddrPortFrom(server.IP, redirect.TunnelPort), orders.ID, netip.AddrPortFrom(server.IP, port))
+			if !tunnel.IsRefused(err) || !strings.Contains(err.Error(), "the tunnel's own") {
+				t.Errorf("a stream to the server's own port %d: %v, want refused", port, err)
+			}
+		}
 	})
 
 	t.Run("plain text is let through, and reported, in permissive mode", func(t *testing.T) {
@@ -286,6 +303,25 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 			t.Fatalf("plain text to a permissive pod: %q, %v", got, err)
 		}
 		clientEvents.wait(t, mesh.InboundPlaintextAllowed)
+	})
+
+	t.Run("plain text addressed to another host through the pod is not relayed", func(t *testing.T) {
+		// The peer routes an address that is nobody's through the
+		// client pod, as a neighbour on its network could.
+		foreign := netip.MustParseAddr("10.99.0.1")
+		if out, err := exec.CommandContext(t.Context(), "ip", "-n", server.Name, "route", "add", foreign.String()+"/32", "via", client.IP.String()).CombinedOutput(); err != nil {
+			t.Fatalf("ip route: %v: %s", err, out)
+		}
+		_, err := call(t, server.Path, netip.AddrPortFrom(foreign, 9090), redirect.Mark, "hello")
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("plain text to %s through the permissive pod: %v, want a reset", foreign, err)
+		}
+		ev := clientEvents.waitFor(t, func(e mesh.Event) bool {
+			return e.Kind == mesh.InboundPlaintextRefused && e.To.Addr() == foreign
+		})
+		if !strings.Contains(ev.Reason, "relays nothing") {
+			t.Errorf("the refusal says %q", ev.Reason)
+		}
 	})
 
 	t.Run("a destination outside the mesh is passed through, and reported", func(t *testing.T) {
