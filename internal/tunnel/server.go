@@ -85,7 +85,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		Handler:           s,
 		TLSConfig:         tc,
 		Protocols:         protocols,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 10 * time.Second, // and the TLS handshake's
+		IdleTimeout:       10 * time.Minute,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams:          maxStreams,
 			MaxReceiveBufferPerStream:     streamWindow,
