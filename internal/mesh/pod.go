@@ -146,6 +146,10 @@ type Pod struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // the connections being carried, closed by Close
+	done  bool
 }
 
 // Start opens the pod's listeners inside its namespace and serves them.
@@ -172,7 +176,7 @@ func Start(cfg PodConfig) (*Pod, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Log = cfg.Log.With("pod", cfg.Name)
-	p := &Pod{cfg: cfg}
+	p := &Pod{cfg: cfg, conns: map[net.Conn]struct{}{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	var err error
 	p.client, err = tunnel.NewClient(tunnel.ClientConfig{SVID: cfg.SVID, Bundle: cfg.Bundle, Dial: p.dialOut})
@@ -211,12 +215,19 @@ func Start(cfg PodConfig) (*Pod, error) {
 	return p, nil
 }
 
-// Close stops the listeners and the streams under way, and waits for them.
+// Close stops the listeners and the connections under way, and waits for
+// them.
 func (p *Pod) Close() error {
 	p.cancel()
 	for _, ln := range p.lns {
 		_ = ln.Close()
 	}
+	p.mu.Lock()
+	p.done = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = p.server.Shutdown(ctx)
@@ -306,7 +317,25 @@ func (p *Pod) outbound(c net.Conn) {
 		}
 		p.cfg.OnEvent(Event{Kind: OutboundTunnel, Source: self, From: from, To: dst})
 	}
-	pipe(c, far)
+	p.carry(c, far)
+}
+
+// carry pipes a and b, and lets Close end them.
+func (p *Pod) carry(a, b net.Conn) {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		_ = a.Close()
+		_ = b.Close()
+		return
+	}
+	p.conns[a], p.conns[b] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	pipe(a, b)
+	p.mu.Lock()
+	delete(p.conns, a)
+	delete(p.conns, b)
+	p.mu.Unlock()
 }
 
 func (p *Pod) servePlaintext(ln net.Listener) {
@@ -351,7 +380,7 @@ func (p *Pod) plaintext(c net.Conn) {
 	}
 	p.cfg.OnEvent(Event{Kind: InboundPlaintextAllowed, From: from, To: dst,
 		Reason: "plain text from outside the mesh, allowed: the namespace is permissive"})
-	pipe(c, app)
+	p.carry(c, app)
 }
 
 func (p *Pod) selfID() spiffeid.ID {
@@ -405,9 +434,12 @@ func reset(c net.Conn) {
 	_ = c.Close()
 }
 
+// addrPort is a's address and port, an IPv4 address as such (a dual-stack
+// listener reports it mapped into IPv6).
 func addrPort(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort()
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
 }

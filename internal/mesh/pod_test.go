@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -192,6 +193,8 @@ func sniff(t *testing.T, netns, dev string) func() []byte {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+func addrPortOf(a net.Addr) netip.AddrPort { return a.(*net.TCPAddr).AddrPort() }
+
 func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 	client, server := netnstest.Pair(t)
 	ca := svidtest.New(t, td)
@@ -295,8 +298,31 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 		}
 	})
 
+	t.Run("closing the pod ends the connections it carries", func(t *testing.T) {
+		c, err := redirect.DialIn(t.Context(), client.Path, netip.AddrPortFrom(server.IP, 8080), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "held open"); err != nil {
+			t.Fatal(err)
+		}
+		// The event names the application's own address, as IPv4.
+		clientEvents.waitFor(t, func(e mesh.Event) bool { return e.Kind == mesh.OutboundTunnel && e.From == addrPortOf(c.LocalAddr()) })
+		closed := make(chan error, 1)
+		go func() { closed <- clientPod.Close() }()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not return while a connection was open")
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(c); errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Error("the application's connection outlived the pod's Close")
+		}
+	})
+
 	t.Run("plain text is let through, and reported, in permissive mode", func(t *testing.T) {
-		_ = clientPod.Close()
 		clientPod = start(client, web, &clientEvents, mesh.Permissive)
 		got, err := call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
 		if err != nil || got != "HELLO" {
