@@ -133,6 +133,9 @@ type PodConfig struct {
 	OnEvent func(Event)
 	// Log receives what goes wrong; nil: none.
 	Log *slog.Logger
+	// Metrics counts connections, bytes and tunnel opening times; nil:
+	// none. One for all the pods of a node.
+	Metrics *Metrics
 	// Ports override the redirect package's (for tests); 0: those.
 	OutboundPort, InboundPort, TunnelPort uint16
 }
@@ -169,8 +172,13 @@ func Start(cfg PodConfig) (*Pod, error) {
 	if cfg.TunnelPort == 0 {
 		cfg.TunnelPort = redirect.TunnelPort
 	}
-	if cfg.OnEvent == nil {
-		cfg.OnEvent = func(Event) {}
+	onEvent := cfg.OnEvent
+	if onEvent == nil {
+		onEvent = func(Event) {}
+	}
+	cfg.OnEvent = func(e Event) {
+		cfg.Metrics.decision(e.Kind)
+		onEvent(e)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -186,7 +194,12 @@ func Start(cfg PodConfig) (*Pod, error) {
 	p.server, err = tunnel.NewServer(tunnel.ServerConfig{
 		SVID: cfg.SVID, Bundle: cfg.Bundle, Authorize: p.authorize, Log: cfg.Log,
 		Dial: func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
-			return redirect.DialIn(ctx, cfg.Netns, dst, redirect.Mark)
+			c, err := redirect.DialIn(ctx, cfg.Netns, dst, redirect.Mark)
+			if err != nil || cfg.Metrics == nil {
+				return c, err
+			}
+			cfg.Metrics.carrying("inbound", 1)
+			return &counted{Conn: c, m: cfg.Metrics}, nil
 		},
 	})
 	if err != nil {
@@ -304,7 +317,9 @@ func (p *Pod) outbound(c net.Conn) {
 		}
 		p.cfg.OnEvent(Event{Kind: OutboundPassthrough, Source: self, From: from, To: dst, Reason: "the destination is outside the mesh"})
 	} else {
+		start := time.Now()
 		far, err = p.client.Dial(ctx, d.Endpoint, d.ID, d.Addr)
+		p.cfg.Metrics.opened(time.Since(start))
 		if err != nil {
 			reason := err.Error()
 			var r *tunnel.RefusedError
@@ -317,11 +332,12 @@ func (p *Pod) outbound(c net.Conn) {
 		}
 		p.cfg.OnEvent(Event{Kind: OutboundTunnel, Source: self, From: from, To: dst})
 	}
-	p.carry(c, far)
+	p.carry("outbound", c, far)
 }
 
-// carry pipes a and b, and lets Close end them.
-func (p *Pod) carry(a, b net.Conn) {
+// carry pipes a, the side that connected, and b, counts their bytes under
+// direction, and lets Close end them.
+func (p *Pod) carry(direction string, a, b net.Conn) {
 	p.mu.Lock()
 	if p.done {
 		p.mu.Unlock()
@@ -331,7 +347,10 @@ func (p *Pod) carry(a, b net.Conn) {
 	}
 	p.conns[a], p.conns[b] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	pipe(a, b)
+	p.cfg.Metrics.carrying(direction, 1)
+	sent, received := pipe(a, b)
+	p.cfg.Metrics.carrying(direction, -1)
+	p.cfg.Metrics.carried(direction, sent, received)
 	p.mu.Lock()
 	delete(p.conns, a)
 	delete(p.conns, b)
@@ -380,7 +399,7 @@ func (p *Pod) plaintext(c net.Conn) {
 	}
 	p.cfg.OnEvent(Event{Kind: InboundPlaintextAllowed, From: from, To: dst,
 		Reason: "plain text from outside the mesh, allowed: the namespace is permissive"})
-	p.carry(c, app)
+	p.carry("inbound", c, app)
 }
 
 func (p *Pod) selfID() spiffeid.ID {
@@ -392,24 +411,28 @@ func (p *Pod) selfID() spiffeid.ID {
 }
 
 // pipe carries bytes both ways between a and b, passing each side's
-// half-close on, and closes both once both directions have ended.
-func pipe(a, b net.Conn) {
+// half-close on, and closes both once both directions have ended. It
+// returns the bytes from a to b and from b to a.
+func pipe(a, b net.Conn) (aToB, bToA int64) {
 	var wg sync.WaitGroup
-	one := func(dst, src net.Conn) {
+	one := func(dst, src net.Conn) int64 {
 		buf := buffers.Get().(*[]byte)
 		defer buffers.Put(buf)
-		if _, err := io.CopyBuffer(dst, src, *buf); err != nil {
+		n, err := io.CopyBuffer(dst, src, *buf)
+		if err != nil {
 			_ = dst.Close()
 			_ = src.Close()
-			return
+			return n
 		}
 		closeWrite(dst)
+		return n
 	}
-	wg.Go(func() { one(b, a) })
-	one(a, b)
+	wg.Go(func() { aToB = one(b, a) })
+	bToA = one(a, b)
 	wg.Wait()
 	_ = a.Close()
 	_ = b.Close()
+	return aToB, bToA
 }
 
 var buffers = sync.Pool{New: func() any {

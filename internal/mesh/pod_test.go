@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"golang.org/x/sys/unix"
@@ -193,6 +195,38 @@ func sniff(t *testing.T, netns, dev string) func() []byte {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
+// waitMetric waits up to 5 s for the sample named series (as the text
+// format writes it) to have value want.
+func waitMetric(t *testing.T, reg *prometheus.Registry, series string, want float64) {
+	t.Helper()
+	var last string
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		last = ""
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, mf := range mfs {
+			if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, line := range strings.Split(b.String(), "\n") {
+			if rest, ok := strings.CutPrefix(line, series+" "); ok {
+				last = rest
+				var got float64
+				if _, err := fmt.Sscan(rest, &got); err == nil && got == want {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("%s = %q, want %v", series, last, want)
+}
+
 func addrPortOf(a net.Addr) netip.AddrPort { return a.(*net.TCPAddr).AddrPort() }
 
 func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
@@ -201,6 +235,16 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 	web, orders := ca.SVID("shop", "web"), ca.SVID("shop", "orders")
 
 	var clientEvents, serverEvents events
+	clientReg, serverReg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	clientMetrics, err := mesh.NewMetrics(clientReg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverMetrics, err := mesh.NewMetrics(serverReg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsOf := map[*events]*mesh.Metrics{&clientEvents: clientMetrics, &serverEvents: serverMetrics}
 	start := func(ns netnstest.NS, svid *x509svid.SVID, ev *events, mode mesh.Mode) *mesh.Pod {
 		t.Helper()
 		cfg := mesh.PodConfig{
@@ -212,7 +256,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 				}
 				return tunnel.Decision{Reason: fmt.Sprintf("policy shop/orders: no rule allows %s to port %d", r.Source, r.Destination.Port())}
 			},
-			Mode: mode, OnEvent: ev.add,
+			Mode: mode, OnEvent: ev.add, Metrics: metricsOf[ev],
 		}
 		p, err := mesh.Start(cfg)
 		if err != nil {
@@ -250,6 +294,18 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 			t.Errorf("the server's side saw %+v, want %s to port 8080", ev, web.ID)
 		}
 		clientEvents.wait(t, mesh.OutboundTunnel)
+
+		// The metrics of both sides, once the connection has ended.
+		n := float64(len(marker))
+		waitMetric(t, clientReg, `kzero_mesh_bytes_total{direction="outbound",way="sent"}`, n)
+		waitMetric(t, clientReg, `kzero_mesh_bytes_total{direction="outbound",way="received"}`, n)
+		waitMetric(t, serverReg, `kzero_mesh_bytes_total{direction="inbound",way="sent"}`, n)
+		waitMetric(t, serverReg, `kzero_mesh_bytes_total{direction="inbound",way="received"}`, n)
+		waitMetric(t, clientReg, `kzero_mesh_connections_total{decision="outbound-tunnel"}`, 1)
+		waitMetric(t, serverReg, `kzero_mesh_connections_total{decision="inbound-tunnel"}`, 1)
+		waitMetric(t, clientReg, `kzero_mesh_tunnel_open_seconds_count`, 1)
+		waitMetric(t, clientReg, `kzero_mesh_active_connections{direction="outbound"}`, 0)
+		waitMetric(t, serverReg, `kzero_mesh_active_connections{direction="inbound"}`, 0)
 	})
 
 	t.Run("a denied call is reset at once, and says why", func(t *testing.T) {
