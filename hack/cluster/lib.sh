@@ -318,24 +318,33 @@ api_get() {
 # When its init stops, the kernel kills every process of the node, and the
 # namespaces, with their mounts, network devices and iptables rules, go.
 
+# record_child PARENT NAME BINARY: waits (5 s at most) until PARENT (unshare
+# or nsenter) has forked the process that runs BINARY, and records that
+# process, not PARENT, as NAME. Fails if PARENT exits first or the child
+# does not show.
+record_child() {
+	local parent="$1" name="$2" bin="$3" i child
+	for ((i = 0; i < 250; i++)); do
+		child="$(awk '{print $1}' "/proc/${parent}/task/${parent}/children" 2>/dev/null || true)"
+		if [[ -n "${child}" ]]; then
+			echo "${child} ${bin}" >"${KZERO_PID_DIR}/${name}.pid"
+			pid_alive "${name}" && return 0
+		fi
+		kill -0 "${parent}" 2>/dev/null || return 1
+		sleep 0.02
+	done
+	return 1
+}
+
 # start_node_namespaces NAME: makes node NAME's namespaces and init,
 # recorded as NAME.init (the init's PID, on the machine).
 start_node_namespaces() {
-	local name="$1" u i child
+	local name="$1"
 	mkdir -p "${KZERO_PID_DIR}" "${KZERO_LOG_DIR}"
 	setsid unshare --fork --pid --mount-proc --mount --uts --ipc --net --propagation private --kill-child \
 		-- "${KZERO_TOOLS_BIN}/pause" >"${KZERO_LOG_DIR}/${name}.init.log" 2>&1 </dev/null 9>&- &
-	u=$!
-	for ((i = 0; i < 250; i++)); do
-		child="$(awk '{print $1}' "/proc/${u}/task/${u}/children" 2>/dev/null || true)"
-		if [[ -n "${child}" ]]; then
-			echo "${child} ${KZERO_TOOLS_BIN}/pause" >"${KZERO_PID_DIR}/${name}.init.pid"
-			pid_alive "${name}.init" && return 0
-		fi
-		kill -0 "${u}" 2>/dev/null || break
-		sleep 0.02
-	done
-	die "node ${name}'s namespaces did not start; see ${KZERO_LOG_DIR}/${name}.init.log"
+	record_child "$!" "${name}.init" "${KZERO_TOOLS_BIN}/pause" ||
+		die "node ${name}'s namespaces did not start; see ${KZERO_LOG_DIR}/${name}.init.log"
 }
 
 # in_node NAME CMD...: runs CMD in node NAME's namespaces.
@@ -349,22 +358,13 @@ in_node() {
 # start_node_proc NODE NAME BINARY ARGS...: start_proc, in node NODE's
 # namespaces; the PID recorded is the binary's own, not nsenter's.
 start_node_proc() {
-	local node="$1" name="$2" bin="$3" init ns i child
+	local node="$1" name="$2" bin="$3" init
 	shift 3
 	init="$(recorded_pid "${node}.init")" || die "node ${node} is not running (no init recorded in ${KZERO_PID_DIR})"
 	mkdir -p "${KZERO_PID_DIR}" "${KZERO_LOG_DIR}"
 	setsid nsenter --target "${init}" --mount --uts --ipc --net --pid -- "${bin}" "$@" \
 		>"${KZERO_LOG_DIR}/${name}.log" 2>&1 </dev/null 9>&- &
-	ns=$!
-	for ((i = 0; i < 250; i++)); do
-		child="$(awk '{print $1}' "/proc/${ns}/task/${ns}/children" 2>/dev/null || true)"
-		if [[ -n "${child}" ]]; then
-			echo "${child} ${bin}" >"${KZERO_PID_DIR}/${name}.pid"
-			pid_alive "${name}" && return 0
-		fi
-		kill -0 "${ns}" 2>/dev/null || return 0 # exited: wait_for says so
-		sleep 0.02
-	done
+	record_child "$!" "${name}" "${bin}" || true # it exited: the caller's wait_for says so
 }
 
 # node_cgroup NAME: the cgroup (below each hierarchy's root) that node

@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -152,7 +151,6 @@ type Pod struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // the connections being carried, closed by Close
-	done  bool
 }
 
 // Start opens the pod's listeners inside its namespace and serves them.
@@ -209,8 +207,8 @@ func Start(cfg PodConfig) (*Pod, error) {
 		port  uint16
 		serve func(net.Listener)
 	}{
-		{cfg.OutboundPort, p.serveOutbound},
-		{cfg.InboundPort, p.servePlaintext},
+		{cfg.OutboundPort, func(ln net.Listener) { p.accept(ln, p.outbound) }},
+		{cfg.InboundPort, func(ln net.Listener) { p.accept(ln, p.plaintext) }},
 		{cfg.TunnelPort, func(ln net.Listener) {
 			if err := p.server.Serve(ln); err != nil {
 				cfg.Log.Error("the tunnel endpoint stopped", "error", err)
@@ -235,8 +233,7 @@ func (p *Pod) Close() error {
 	for _, ln := range p.lns {
 		_ = ln.Close()
 	}
-	p.mu.Lock()
-	p.done = true
+	p.mu.Lock() // after cancel: carry, under the lock, sees ctx done
 	for c := range p.conns {
 		_ = c.Close()
 	}
@@ -280,13 +277,14 @@ func (p *Pod) authorize(ctx context.Context, req tunnel.Request) tunnel.Decision
 	return d
 }
 
-func (p *Pod) serveOutbound(ln net.Listener) {
+// accept hands each connection of ln to handle, until ln is closed.
+func (p *Pod) accept(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		p.wg.Go(func() { p.outbound(c) })
+		p.wg.Go(func() { handle(c) })
 	}
 }
 
@@ -339,7 +337,7 @@ func (p *Pod) outbound(c net.Conn) {
 // direction, and lets Close end them.
 func (p *Pod) carry(direction string, a, b net.Conn) {
 	p.mu.Lock()
-	if p.done {
+	if p.ctx.Err() != nil { // Close has begun
 		p.mu.Unlock()
 		_ = a.Close()
 		_ = b.Close()
@@ -348,23 +346,13 @@ func (p *Pod) carry(direction string, a, b net.Conn) {
 	p.conns[a], p.conns[b] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	p.cfg.Metrics.carrying(direction, 1)
-	sent, received := pipe(a, b)
+	sent, received := tunnel.Pipe(a, b)
 	p.cfg.Metrics.carrying(direction, -1)
 	p.cfg.Metrics.carried(direction, sent, received)
 	p.mu.Lock()
 	delete(p.conns, a)
 	delete(p.conns, b)
 	p.mu.Unlock()
-}
-
-func (p *Pod) servePlaintext(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		p.wg.Go(func() { p.plaintext(c) })
-	}
 }
 
 // plaintext handles a connection sent to the pod from outside the mesh.
@@ -410,44 +398,6 @@ func (p *Pod) selfID() spiffeid.ID {
 	return s.ID
 }
 
-// pipe carries bytes both ways between a and b, passing each side's
-// half-close on, and closes both once both directions have ended. It
-// returns the bytes from a to b and from b to a.
-func pipe(a, b net.Conn) (aToB, bToA int64) {
-	var wg sync.WaitGroup
-	one := func(dst, src net.Conn) int64 {
-		buf := buffers.Get().(*[]byte)
-		defer buffers.Put(buf)
-		n, err := io.CopyBuffer(dst, src, *buf)
-		if err != nil {
-			_ = dst.Close()
-			_ = src.Close()
-			return n
-		}
-		closeWrite(dst)
-		return n
-	}
-	wg.Go(func() { aToB = one(b, a) })
-	bToA = one(a, b)
-	wg.Wait()
-	_ = a.Close()
-	_ = b.Close()
-	return aToB, bToA
-}
-
-var buffers = sync.Pool{New: func() any {
-	b := make([]byte, 64<<10)
-	return &b
-}}
-
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-		return
-	}
-	_ = c.Close()
-}
-
 // reset closes c with a TCP reset, so that the application learns at once
 // that its connection was refused.
 func reset(c net.Conn) {
@@ -457,12 +407,9 @@ func reset(c net.Conn) {
 	_ = c.Close()
 }
 
-// addrPort is a's address and port, an IPv4 address as such (a dual-stack
-// listener reports it mapped into IPv6).
 func addrPort(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		ap := ta.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		return ta.AddrPort()
 	}
 	return netip.AddrPort{}
 }

@@ -16,12 +16,14 @@ import (
 
 // ListenIn opens a TCP listener on addr inside the network namespace
 // netns, from a process in another one: the socket belongs to the
-// namespace it was made in, whatever thread later uses it.
+// namespace it was made in, whatever thread later uses it. It is IPv4
+// only, as the capture is, so that its connections' addresses are IPv4
+// (a dual-stack socket reports them mapped into IPv6).
 func ListenIn(netns, addr string) (net.Listener, error) {
 	var ln net.Listener
 	err := do(netns, func() error {
 		var err error
-		ln, err = net.Listen("tcp", addr)
+		ln, err = net.Listen("tcp4", addr)
 		return err
 	})
 	if err != nil {

@@ -50,7 +50,6 @@ const (
 	streamWindow     = 4 << 20
 	connectionWindow = 16 << 20
 	maxStreams       = 1000
-	copyBuffer       = 64 << 10
 )
 
 // NewServer checks cfg and returns a Server; Serve starts it.
@@ -155,54 +154,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // splice carries a stream's bytes both ways until both directions have
 // ended: the peer's half-close becomes the destination's, and the
-// destination's end ends the stream.
+// destination's end ends the stream. Each write to the stream is flushed,
+// so that an interactive protocol is not held in a buffer.
 func splice(conn net.Conn, body io.Reader, w io.Writer, rc *http.ResponseController) {
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		buf := buffers.Get().(*[]byte)
-		defer buffers.Put(buf)
-		if _, err := io.CopyBuffer(conn, body, *buf); err != nil {
-			_ = conn.Close() // the stream broke: so does the connection
-			return
-		}
-		closeWrite(conn)
-	})
-	bp := buffers.Get().(*[]byte)
-	defer buffers.Put(bp)
-	buf := *bp
-	for {
-		n, err := conn.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				_ = conn.Close()
-				break
-			}
-			if ferr := rc.Flush(); ferr != nil {
-				_ = conn.Close()
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
+	wg.Go(func() { copyHalf(conn, body) })
+	// conn's Read and Close only: its WriteTo would copy through a buffer
+	// of its own.
+	copyHalf(flushWriter{w, rc}, struct {
+		io.Reader
+		io.Closer
+	}{conn, conn})
 	wg.Wait()
 }
 
-// buffers are the copy buffers of the streams under way: a stream's two
-// directions each hold one while it lasts, and give it back after.
-var buffers = sync.Pool{New: func() any {
-	b := make([]byte, copyBuffer)
-	return &b
-}}
+// flushWriter writes to a stream's response and flushes it at once.
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
 
-// closeWrite half-closes c if it can, else closes it.
-func closeWrite(c net.Conn) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-		return
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
 	}
-	_ = c.Close()
+	return n, err
 }
 
 func refuse(w http.ResponseWriter, status int, reason string) {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -133,6 +134,10 @@ type Harness struct {
 	CacheDir string
 	// Log receives the scripts' progress output; nil discards it.
 	Log io.Writer
+
+	kubectlOnce sync.Once
+	kubectlPath string
+	kubectlErr  error
 }
 
 // Default returns the harness of the default cluster of the repository
@@ -443,27 +448,37 @@ func (c *Cluster) ProjectedVolumeDir(node, podUID, volume string) (string, error
 // admin and returns its output (stdout and stderr), with an error that
 // holds it when kubectl fails.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(c.h.Root, "hack", "k8s", "go.mod"))
+	kubectl, err := c.h.kubectl()
 	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
+		return nil, err
 	}
-	version := ""
-	for _, l := range lines(string(b)) {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "k8s.io/kubernetes" && strings.HasPrefix(f[1], "v") {
-			version = f[1]
-			break
-		}
-	}
-	if version == "" {
-		return nil, errors.New("cluster: hack/k8s/go.mod names no k8s.io/kubernetes version")
-	}
-	kubectl := filepath.Join(c.h.CacheDir, "k8s", version, "bin", "kubectl")
 	cmd := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("cluster: kubectl %s: %w: %s", strings.Join(args, " "), err, lastLines(string(out), 10))
 	}
 	return out, nil
+}
+
+// kubectl is the path of the kubectl that cluster-up built: in the cache,
+// under the Kubernetes version that hack/k8s/go.mod pins, as lib.sh finds
+// it. It reads go.mod once.
+func (h *Harness) kubectl() (string, error) {
+	h.kubectlOnce.Do(func() {
+		b, err := os.ReadFile(filepath.Join(h.Root, "hack", "k8s", "go.mod"))
+		if err != nil {
+			h.kubectlErr = fmt.Errorf("cluster: %w", err)
+			return
+		}
+		for _, l := range lines(string(b)) {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "k8s.io/kubernetes" && strings.HasPrefix(f[1], "v") {
+				h.kubectlPath = filepath.Join(h.CacheDir, "k8s", f[1], "bin", "kubectl")
+				return
+			}
+		}
+		h.kubectlErr = errors.New("cluster: hack/k8s/go.mod names no k8s.io/kubernetes version")
+	})
+	return h.kubectlPath, h.kubectlErr
 }
 
 // ImageBinary is the program that LoadImage built as the entrypoint of the
