@@ -25,14 +25,28 @@ type Kube interface {
 	Namespaces() cache.ListerWatcher
 	// ClusterTrustBundle is the ClusterTrustBundle of that name.
 	ClusterTrustBundle(name string) cache.ListerWatcher
+
+	// AllPods, Services and EndpointSlices are what the mesh resolves
+	// addresses with (internal/meshresolve), cluster-wide. AllPods are
+	// the pods of every node; it may leave out those on their node's
+	// network (spec.hostNetwork) and those that have finished, which
+	// hold no address of their own.
+	AllPods() cache.ListerWatcher
+	// Services are the services of every namespace.
+	Services() cache.ListerWatcher
+	// EndpointSlices are the EndpointSlices of every namespace that name
+	// their service (labeled kubeobj.ServiceNameLabel).
+	EndpointSlices() cache.ListerWatcher
+	// AccessPolicies are kzero's AccessPolicies of every namespace, which
+	// decide the mesh's streams.
+	AccessPolicies() cache.ListerWatcher
 }
 
-// restKube is Kube over two REST clients that know only kubeobj's types:
-// the fields of pods, namespaces and ClusterTrustBundles the agent reads,
-// decoded from JSON. The agent links none of k8s.io/api (nor the
-// clientset's every API group), which keeps its memory small
-// (docs/agent.md, Memory).
-type restKube struct{ core, certificates rest.Interface }
+// restKube is Kube over three REST clients that know only kubeobj's
+// types: the fields of the objects the agent reads, decoded from JSON.
+// The agent links none of k8s.io/api (nor the clientset's every API
+// group), which keeps its memory small (docs/agent.md, Memory).
+type restKube struct{ core, certificates, discovery, kzero rest.Interface }
 
 // NewKube returns the Kube of the API server cfg reaches.
 func NewKube(cfg *rest.Config) (Kube, error) {
@@ -63,7 +77,15 @@ func NewKube(cfg *rest.Config) (Kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	return restKube{core: core, certificates: certs}, nil
+	discovery, err := client(kubeobj.DiscoveryV1, "/apis")
+	if err != nil {
+		return nil, err
+	}
+	kzero, err := client(kubeobj.KzeroV1alpha1, "/apis")
+	if err != nil {
+		return nil, err
+	}
+	return restKube{core: core, certificates: certs, discovery: discovery, kzero: kzero}, nil
 }
 
 func (k restKube) Pods(node string) cache.ListerWatcher {
@@ -83,4 +105,30 @@ const EnrolledSelector = v1alpha1.EnrolledLabel + "=true"
 
 func (k restKube) ClusterTrustBundle(name string) cache.ListerWatcher {
 	return cache.NewListWatchFromClient(k.certificates, "clustertrustbundles", metav1.NamespaceAll, fields.OneTermEqualSelector("metadata.name", name))
+}
+
+// AllPods leaves out, by field selector, the pods on their node's network
+// (whose address is their node's, shared by all of them) and those that
+// have finished (whose address another pod may have been given since).
+func (k restKube) AllPods() cache.ListerWatcher {
+	return cache.NewFilteredListWatchFromClient(k.core, "pods", metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.FieldSelector = AllPodsSelector
+	})
+}
+
+// AllPodsSelector is AllPods' field selector.
+const AllPodsSelector = "spec.hostNetwork=false,status.phase!=" + string(kubeobj.PodSucceeded) + ",status.phase!=" + string(kubeobj.PodFailed)
+
+func (k restKube) Services() cache.ListerWatcher {
+	return cache.NewListWatchFromClient(k.core, "services", metav1.NamespaceAll, fields.Everything())
+}
+
+func (k restKube) EndpointSlices() cache.ListerWatcher {
+	return cache.NewFilteredListWatchFromClient(k.discovery, "endpointslices", metav1.NamespaceAll, func(o *metav1.ListOptions) {
+		o.LabelSelector = kubeobj.ServiceNameLabel
+	})
+}
+
+func (k restKube) AccessPolicies() cache.ListerWatcher {
+	return cache.NewListWatchFromClient(k.kzero, v1alpha1.Resource, metav1.NamespaceAll, fields.Everything())
 }

@@ -1,8 +1,6 @@
 package agent_test
 
 import (
-	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -10,12 +8,11 @@ import (
 	"sync"
 	"testing"
 
-	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -23,101 +20,76 @@ import (
 
 	"kzero.dev/kzero/internal/agent"
 	"kzero.dev/kzero/internal/kubeobj"
+	"kzero.dev/kzero/internal/kubeobj/kubeobjtest"
 )
 
 // clientsetKube is agent.Kube over a clientset, for the tests that give
-// the agent client-go's fake clientset (which does not serve watch-list
-// requests, as the wrapping tells the reflectors). It hands out kubeobj's
-// types, decoded from the JSON of the clientset's, as the API server's
-// JSON is decoded by NewKube's clients.
+// the agent client-go's fake clientset: a test double of the API server
+// (kubeobjtest's), which hands out kubeobj's types, decoded from the JSON
+// of the clientset's, as the API server's JSON is decoded by NewKube's
+// clients. The fake honours no field selector, and its watches no
+// selector at all: the agent must not rely on them.
 type clientsetKube struct{ c kubernetes.Interface }
 
 func (k clientsetKube) Pods(node string) cache.ListerWatcher {
 	pods := k.c.CoreV1().Pods("")
-	return k.listWatch(fields.OneTermEqualSelector("spec.nodeName", node).String(),
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return pods.List(ctx, o) }, pods.Watch)
+	return kubeobjtest.ListWatch(k.c, pods.List, pods.Watch, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
+	})
 }
 
 func (k clientsetKube) Namespaces() cache.ListerWatcher {
 	namespaces := k.c.CoreV1().Namespaces()
-	return k.listWatch("",
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = agent.EnrolledSelector
-			return namespaces.List(ctx, o)
-		}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = agent.EnrolledSelector
-			return namespaces.Watch(ctx, o)
-		})
+	return kubeobjtest.ListWatch(k.c, namespaces.List, namespaces.Watch, func(o *metav1.ListOptions) {
+		o.LabelSelector = agent.EnrolledSelector
+	})
 }
 
 func (k clientsetKube) ClusterTrustBundle(name string) cache.ListerWatcher {
 	ctbs := k.c.CertificatesV1().ClusterTrustBundles()
-	return k.listWatch(fields.OneTermEqualSelector("metadata.name", name).String(),
-		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return ctbs.List(ctx, o) }, ctbs.Watch)
+	return kubeobjtest.ListWatch(k.c, ctbs.List, ctbs.Watch, func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+	})
 }
 
-// listWatch lists and watches with list and watchFn, under the field
-// selector sel ("" for none).
-func (k clientsetKube) listWatch(sel string, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext) cache.ListerWatcher {
-	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			l, err := list(ctx, o)
-			if err != nil {
-				return nil, err
-			}
-			return toKubeobj(l)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			w, err := watchFn(ctx, o)
-			if err != nil {
-				return nil, err
-			}
-			return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
-				obj, err := toKubeobj(e.Object)
-				if err != nil {
-					panic(err) // the clientset's own objects always encode
-				}
-				e.Object = obj
-				return e, true
-			}), nil
-		},
-	}, k.c)
+func (k clientsetKube) AllPods() cache.ListerWatcher {
+	pods := k.c.CoreV1().Pods("")
+	return kubeobjtest.ListWatch(k.c, pods.List, pods.Watch, func(o *metav1.ListOptions) {
+		o.FieldSelector = agent.AllPodsSelector
+	})
 }
 
-// toKubeobj returns k8s.io/api's obj as kubeobj's type of the same kind,
-// through its JSON; any other object (a Status) as it is. encoding/json
-// matches names regardless of case: kubeobj's tests check them exactly.
-func toKubeobj(obj runtime.Object) (runtime.Object, error) {
-	var out runtime.Object
-	switch obj.(type) {
-	case *corev1.Pod:
-		out = &kubeobj.Pod{}
-	case *corev1.PodList:
-		out = &kubeobj.PodList{}
-	case *corev1.Namespace:
-		out = &kubeobj.Namespace{}
-	case *corev1.NamespaceList:
-		out = &kubeobj.NamespaceList{}
-	case *certificatesv1.ClusterTrustBundle:
-		out = &kubeobj.ClusterTrustBundle{}
-	case *certificatesv1.ClusterTrustBundleList:
-		out = &kubeobj.ClusterTrustBundleList{}
-	default:
-		return obj, nil
-	}
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	return out, json.Unmarshal(b, out)
+func (k clientsetKube) Services() cache.ListerWatcher {
+	services := k.c.CoreV1().Services("")
+	return kubeobjtest.ListWatch(k.c, services.List, services.Watch, nil)
 }
+
+func (k clientsetKube) EndpointSlices() cache.ListerWatcher {
+	slices := k.c.DiscoveryV1().EndpointSlices("")
+	return kubeobjtest.ListWatch(k.c, slices.List, slices.Watch, func(o *metav1.ListOptions) {
+		o.LabelSelector = kubeobj.ServiceNameLabel
+	})
+}
+
+// AccessPolicies lists none and watches nothing: the fake clientset does
+// not know kzero's types, and the agent's tests here are of the Workload
+// API. The mesh's policies are tested on the real cluster (test/e2e).
+func (k clientsetKube) AccessPolicies() cache.ListerWatcher {
+	return &cache.ListWatch{
+		ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+			return &kubeobj.AccessPolicyList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}, nil
+		},
+		WatchFunc: func(metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil },
+	}
+}
+
+var _ agent.Kube = clientsetKube{}
 
 // NewKube's lists ask the API server for the node's pods, the enrolled
-// namespaces and the one ClusterTrustBundle, in JSON, and decode what it answers. The
-// API server here is a stand-in that records the requests: the real one
-// serves the agent in the end-to-end test.
+// namespaces, the one ClusterTrustBundle and, for the mesh, the pods of
+// every node, the services and the EndpointSlices, in JSON, and decode
+// what it answers. The API server here is a stand-in that records the
+// requests: the real one serves the agent in the end-to-end test.
 func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
@@ -131,6 +103,10 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 			"/api/v1/namespaces": `"kind":"NamespaceList","apiVersion":"v1","items":[{"metadata":{"name":"shop","labels":{"kzero.dev/enrolled":"true"}}}]`,
 			"/apis/certificates.k8s.io/v1/clustertrustbundles": `"kind":"ClusterTrustBundleList","apiVersion":"certificates.k8s.io/v1",` +
 				`"items":[{"metadata":{"name":"kzero.dev:identity:cluster.local"},"spec":{"trustBundle":"PEM"}}]`,
+			"/api/v1/services": `"kind":"ServiceList","apiVersion":"v1","items":[{"metadata":{"name":"web","namespace":"shop"},` +
+				`"spec":{"clusterIP":"10.96.0.10","ports":[{"name":"http","port":80,"targetPort":"http"}]}}]`,
+			"/apis/discovery.k8s.io/v1/endpointslices": `"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","items":[{"metadata":{"name":"web-x7k2p","namespace":"shop"},` +
+				`"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.7"],"conditions":{"ready":true}}],"ports":[{"name":"http","port":8080}]}]`,
 		}[r.URL.Path]
 		_, _ = w.Write([]byte(`{` + list + `,"metadata":{"resourceVersion":"7"}}`))
 	}))
@@ -147,6 +123,12 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 		{kube.Namespaces(), &kubeobj.NamespaceList{Items: []kubeobj.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: map[string]string{"kzero.dev/enrolled": "true"}}}}}},
 		{kube.ClusterTrustBundle("kzero.dev:identity:cluster.local"), &kubeobj.ClusterTrustBundleList{Items: []kubeobj.ClusterTrustBundle{
 			{ObjectMeta: metav1.ObjectMeta{Name: "kzero.dev:identity:cluster.local"}, Spec: kubeobj.ClusterTrustBundleSpec{TrustBundle: "PEM"}}}}},
+		{kube.AllPods(), &kubeobj.PodList{Items: []kubeobj.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "shop"}, Spec: kubeobj.PodSpec{NodeName: "node-a"}}}}},
+		{kube.Services(), &kubeobj.ServiceList{Items: []kubeobj.Service{{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: kubeobj.ServiceSpec{
+			ClusterIP: "10.96.0.10", Ports: []kubeobj.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}}}}}},
+		{kube.EndpointSlices(), &kubeobj.EndpointSliceList{Items: []kubeobj.EndpointSlice{{ObjectMeta: metav1.ObjectMeta{Name: "web-x7k2p", Namespace: "shop"},
+			AddressType: kubeobj.AddressTypeIPv4, Endpoints: []kubeobj.Endpoint{{Addresses: []string{"10.0.0.7"}, Conditions: kubeobj.EndpointConditions{Ready: new(true)}}},
+			Ports: []kubeobj.EndpointPort{{Name: new("http"), Port: new(int32(8080))}}}}}},
 	} {
 		obj, err := cache.ToListerWithContext(c.lw).ListWithContext(t.Context(), metav1.ListOptions{})
 		if err != nil {
@@ -164,6 +146,9 @@ func TestNewKubeAsksForWhatTheAgentReads(t *testing.T) {
 		"/api/v1/pods?" + "spec.nodeName=node-a application/json",
 		"/api/v1/namespaces?" + "kzero.dev/enrolled=true application/json",
 		"/apis/certificates.k8s.io/v1/clustertrustbundles?" + "metadata.name=" + url.PathEscape("kzero.dev:identity:cluster.local") + " application/json",
+		"/api/v1/pods?" + "spec.hostNetwork=false,status.phase!=Succeeded,status.phase!=Failed application/json",
+		"/api/v1/services? application/json",
+		"/apis/discovery.k8s.io/v1/endpointslices?" + "kubernetes.io/service-name application/json",
 	}
 	mu.Lock()
 	defer mu.Unlock()

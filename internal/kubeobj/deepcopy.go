@@ -1,6 +1,10 @@
 package kubeobj
 
-import "k8s.io/apimachinery/pkg/runtime"
+import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/runtime"
+)
 
 // The deep copies runtime.Object asks for, written out for these few
 // types (Kubernetes generates them with deepcopy-gen).
@@ -12,6 +16,7 @@ func (p *Pod) DeepCopy() *Pod {
 	}
 	out := *p
 	out.ObjectMeta = *p.ObjectMeta.DeepCopy()
+	out.Status.PodIPs = slices.Clone(p.Status.PodIPs)
 	out.Status.InitContainerStatuses = copyStatuses(p.Status.InitContainerStatuses)
 	out.Status.ContainerStatuses = copyStatuses(p.Status.ContainerStatuses)
 	out.Status.EphemeralContainerStatuses = copyStatuses(p.Status.EphemeralContainerStatuses)
@@ -131,6 +136,117 @@ func (l *ClusterTrustBundleList) DeepCopyObject() runtime.Object {
 		return nil // a nil interface, not a nil *ClusterTrustBundleList
 	}
 	return l.DeepCopy()
+}
+
+// DeepCopy returns a copy of s that shares nothing with it.
+func (s *Service) DeepCopy() *Service {
+	if s == nil {
+		return nil
+	}
+	out := *s
+	out.ObjectMeta = *s.ObjectMeta.DeepCopy()
+	out.Spec.ClusterIPs = slices.Clone(s.Spec.ClusterIPs)
+	out.Spec.Ports = slices.Clone(s.Spec.Ports) // values all: IntOrString too
+	return &out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (s *Service) DeepCopyObject() runtime.Object {
+	if s == nil {
+		return nil // a nil interface, not a nil *Service
+	}
+	return s.DeepCopy()
+}
+
+// DeepCopy returns a copy of l that shares nothing with it.
+func (l *ServiceList) DeepCopy() *ServiceList {
+	if l == nil {
+		return nil
+	}
+	out := *l
+	out.ListMeta = *l.ListMeta.DeepCopy()
+	out.Items = copyItems(l.Items, (*Service).DeepCopy)
+	return &out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (l *ServiceList) DeepCopyObject() runtime.Object {
+	if l == nil {
+		return nil // a nil interface, not a nil *ServiceList
+	}
+	return l.DeepCopy()
+}
+
+// DeepCopy returns a copy of s that shares nothing with it.
+func (s *EndpointSlice) DeepCopy() *EndpointSlice {
+	if s == nil {
+		return nil
+	}
+	out := *s
+	out.ObjectMeta = *s.ObjectMeta.DeepCopy()
+	out.Endpoints = copyItems(s.Endpoints, (*Endpoint).DeepCopy)
+	out.Ports = copyItems(s.Ports, (*EndpointPort).DeepCopy)
+	return &out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (s *EndpointSlice) DeepCopyObject() runtime.Object {
+	if s == nil {
+		return nil // a nil interface, not a nil *EndpointSlice
+	}
+	return s.DeepCopy()
+}
+
+// DeepCopy returns a copy of e that shares nothing with it.
+func (e *Endpoint) DeepCopy() *Endpoint {
+	if e == nil {
+		return nil
+	}
+	out := *e
+	out.Addresses = slices.Clone(e.Addresses)
+	out.Conditions = EndpointConditions{
+		Ready: copyPtr(e.Conditions.Ready), Serving: copyPtr(e.Conditions.Serving), Terminating: copyPtr(e.Conditions.Terminating),
+	}
+	out.TargetRef = copyPtr(e.TargetRef)
+	out.NodeName = copyPtr(e.NodeName)
+	return &out
+}
+
+// DeepCopy returns a copy of p that shares nothing with it.
+func (p *EndpointPort) DeepCopy() *EndpointPort {
+	if p == nil {
+		return nil
+	}
+	return &EndpointPort{Name: copyPtr(p.Name), Protocol: copyPtr(p.Protocol), Port: copyPtr(p.Port)}
+}
+
+// DeepCopy returns a copy of l that shares nothing with it.
+func (l *EndpointSliceList) DeepCopy() *EndpointSliceList {
+	if l == nil {
+		return nil
+	}
+	out := *l
+	out.ListMeta = *l.ListMeta.DeepCopy()
+	out.Items = copyItems(l.Items, (*EndpointSlice).DeepCopy)
+	return &out
+}
+
+// DeepCopyObject implements runtime.Object.
+func (l *EndpointSliceList) DeepCopyObject() runtime.Object {
+	if l == nil {
+		return nil // a nil interface, not a nil *EndpointSliceList
+	}
+	return l.DeepCopy()
+}
+
+// copyPtr returns a pointer to a copy of *p, or nil; T must hold no
+// pointer, slice or map.
+func copyPtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // copyItems returns a list's items, each copied by copyOne.
