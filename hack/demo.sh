@@ -16,7 +16,7 @@ say "kzero demo: $(bin/kzero version)"
 bash "${here}/cluster/up.sh" node
 
 say "building the kzero and sample-app images (no Docker: go-containerregistry) and importing them"
-step "kzero image" bash "${here}/cluster/image.sh" --path /kzero --also ./cmd/kzero-agent ./cmd/kzero kzero.local/kzero:demo
+step "kzero image" bash "${here}/cluster/image.sh" --path /kzero --also ./cmd/kzero-agent --also ./cmd/kzero-cni ./cmd/kzero kzero.local/kzero:demo
 step "sample app image" bash "${here}/cluster/image.sh" ./hack/demo/app kzero.local/demo-app:v1
 
 # Each node of the harness has its own /var/lib/kubelet, kzero install's

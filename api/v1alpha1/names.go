@@ -11,6 +11,12 @@ const (
 	// ModeLabel on an enrolled namespace, set to "audit", lets everything
 	// through while recording what enforcement would have done.
 	ModeLabel = "kzero.dev/mode"
+	// MeshModeLabel on an enrolled namespace, set to "permissive", lets
+	// plain text from outside the mesh into its pods (audited), so that a
+	// namespace can be enrolled before all its callers are; without it, or
+	// set to "strict", such plain text is refused. A namespace in audit
+	// mode (ModeLabel) is permissive too.
+	MeshModeLabel = "kzero.dev/mesh-mode"
 	// Namespace is where kzero install puts kzero: the authority, its
 	// Secret and Lease, the agents.
 	Namespace = "kzero-system"

@@ -87,7 +87,17 @@ node_mounts() {
 	fi
 	mount --bind "${dir}/kubelet" /var/lib/kubelet
 	mount --make-rshared /var/lib/kubelet
+	# The CNI directories where a node's plugins usually are, and where
+	# kzero agent chains its plugin (kzero install's defaults): the node's
+	# own, its bin directory holding links to the machine's plugins.
+	mkdir -p "${dir}/cni/bin" /opt/cni/bin
+	ln -sf /usr/lib/cni/* "${dir}/cni/bin/"
+	mount --bind "${dir}/cni/bin" /opt/cni/bin
+	mount --bind "${dir}/cni/net.d" /etc/cni/net.d
 }
+# /etc is the machine's: the mount point of the node's network
+# configuration must be there (an empty directory, as a CNI package makes).
+mkdir -p /etc/cni/net.d
 in_node "${name}" bash -c "$(declare -f node_mounts); $(declare -p dir name KZERO_NODE_PRIVATE_DIRS KZERO_REPO_ROOT KZERO_RUN_DIR KZERO_CACHE_DIR KZERO_BIN_DIR); node_mounts"
 
 # The node's cgroup, in every hierarchy: its kubelet's cgroupRoot.
@@ -148,8 +158,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "${dir}/cni/net.d"
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
 EOF
 start_node_proc "${name}" "${name}.containerd" /usr/bin/containerd --config "${c}/config.toml"
 wait_for "${name}'s containerd" 30 "${name}.containerd" ctr --address "${sock}" version

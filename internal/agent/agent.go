@@ -50,6 +50,10 @@ type Config struct {
 	// ProcRoot is procfs as it shows the callers' processes; "" means
 	// /proc (the agent runs in the host's PID namespace).
 	ProcRoot string
+	// Mesh, when set, makes the agent the node's mesh too: it captures
+	// the enrolled pods' connections (docs/mesh.md). Nil: the Workload API
+	// alone.
+	Mesh *MeshConfig
 }
 
 // Agent is the node agent: the client of the authority (attestation,
@@ -65,6 +69,7 @@ type Agent struct {
 	// the authorities that verify the authority.
 	trustBundles cache.SharedIndexInformer
 	server       *workloadapi.Server
+	mesh         *meshParts // nil without Config.Mesh
 	started      atomic.Bool
 }
 
@@ -122,9 +127,15 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, client: client, pods: pods, namespaces: namespaces, trustBundles: ctbs, server: server,
-	}, nil
+	}
+	if cfg.Mesh != nil {
+		if a.mesh, err = a.newMesh(att); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // enrolled reports whether a namespace is enrolled, from the informer's
@@ -187,7 +198,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.cfg.Log.Info("starting the agent", "node", a.cfg.NodeName, "spiffeID", a.client.ID().String(),
 		"authority", a.cfg.AuthorityURL, "authorityID", a.cfg.AuthorityID.String(), "socket", a.cfg.SocketPath)
-	return run.All(ctx, a.client.Run, a.pods.Run, a.runNamespaces, a.serve)
+	parts := []func(context.Context) error{a.client.Run, a.pods.Run, a.runNamespaces, a.serve}
+	if a.mesh != nil {
+		parts = append(parts, a.runMesh)
+	}
+	return run.All(ctx, parts...)
 }
 
 // runNamespaces watches the namespaces and the trust domain's

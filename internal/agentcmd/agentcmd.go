@@ -20,6 +20,7 @@ import (
 
 	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/agent"
+	"kzero.dev/kzero/internal/cni"
 	"kzero.dev/kzero/internal/kubeconfig"
 )
 
@@ -33,6 +34,11 @@ type agentFlags struct {
 	bundleFile   string
 	tokenFile    string
 	socket       string
+	cniBinary    string
+	cniBinDir    string
+	cniConfDir   string
+	metricsAddr  string
+	noMesh       bool
 }
 
 // Where kzero install mounts the agent's token and bundle (the projected
@@ -86,6 +92,19 @@ the SPIFFE Workload API to the pods of the node:
     the pods of this node only. Anything else gets PermissionDenied; a
     request without the header workload.spiffe.io: true, InvalidArgument.
 
+It is also the node's mesh (docs/mesh.md), unless --no-mesh: it installs
+its chained CNI plugin (--cni-binary) in --cni-bin-dir and chains it after
+the pod network's plugin in the first .conflist of --cni-conf-dir; for
+every pod of an enrolled namespace, which the plugin tells it of before the
+pod's containers start (or which it finds running), it installs capture
+rules and opens listeners inside the pod's network namespace, and carries
+the pod's TCP: to an enrolled destination over HBONE (HTTP/2 CONNECT over
+mTLS, port 15008) with the pod's X.509-SVID; on its own port 15008,
+decided by the AccessPolicies; plain text from outside the mesh refused,
+or let in where the namespace is labeled kzero.dev/mesh-mode=permissive.
+Every decision is an audit event on stdout; --metrics-addr serves the
+mesh's Prometheus metrics.
+
 The pods of enrolled namespaces reach the socket through the CSI driver
 ` + v1alpha1.CSIDriverName + `, which "csi-driver" serves in a container of its own,
 and find it through SPIFFE_ENDPOINT_SOCKET, which the authority's webhook
@@ -104,6 +123,11 @@ docs/agent.md. It stops on SIGTERM or interrupt, removing its sockets.`,
 	fl.StringVar(&f.bundleFile, "bundle-file", defaultAgentBundleFile, "the trust domain's CAs (PEM) to verify the authority with")
 	fl.StringVar(&f.tokenFile, "token-file", defaultAgentTokenFile, "the projected service account token (audience kzero) to attest with")
 	fl.StringVar(&f.socket, "socket", v1alpha1.WorkloadAPISocket, "the unix socket of the Workload API; the CSI driver binds the directory it shares with the agent into pods")
+	fl.StringVar(&f.cniBinary, "cni-binary", "/kzero-cni", "the chained CNI plugin to install on the node")
+	fl.StringVar(&f.cniBinDir, "cni-bin-dir", "/opt/cni/bin", "the node's CNI plugin directory, as the agent sees it")
+	fl.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "the node's CNI network configuration directory, as the agent sees it")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", ":15020", "where to serve the mesh's Prometheus metrics (/metrics); empty: nowhere")
+	fl.BoolVar(&f.noMesh, "no-mesh", false, "serve the Workload API only: no CNI plugin, no capture")
 	return cmd
 }
 
@@ -150,7 +174,10 @@ func (f agentFlags) validate(getenv func(string) string) (agentSettings, error) 
 	case aid.Path() == "":
 		return agentSettings{}, fmt.Errorf("--authority-id %q: no path: give the authority's, such as spiffe://%s/ns/%s/sa/kzero-authority", id, td.Name(), v1alpha1.Namespace)
 	}
-	for _, p := range []struct{ flag, path string }{{"--bundle-file", f.bundleFile}, {"--token-file", f.tokenFile}, {"--socket", f.socket}} {
+	for _, p := range []struct{ flag, path string }{
+		{"--bundle-file", f.bundleFile}, {"--token-file", f.tokenFile}, {"--socket", f.socket},
+		{"--cni-binary", f.cniBinary}, {"--cni-bin-dir", f.cniBinDir}, {"--cni-conf-dir", f.cniConfDir},
+	} {
 		if !filepath.IsAbs(p.path) {
 			return agentSettings{}, fmt.Errorf("%s %q: want an absolute path", p.flag, p.path)
 		}
@@ -207,12 +234,24 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil)).With("component", "agent")
-	a, err := agent.New(agent.Config{
+	acfg := agent.Config{
 		NodeName: set.node, TrustDomain: set.td, AuthorityURL: set.url, AuthorityID: set.authorityID,
 		BundleFile: f.bundleFile, TokenFile: f.tokenFile, SocketPath: f.socket, Kube: kube, Log: log,
-	})
+	}
+	if !f.noMesh {
+		acfg.Mesh = &agent.MeshConfig{Audit: cmd.OutOrStdout(), MetricsAddr: f.metricsAddr}
+	}
+	a, err := agent.New(acfg)
 	if err != nil {
 		return err
+	}
+	if !f.noMesh {
+		// Chained before the agent serves the plugin: a pod made in
+		// between waits (the plugin finds no agent) and is tried again.
+		if err := cni.Install(f.cniBinary, f.cniBinDir, f.cniConfDir, nil); err != nil {
+			return err
+		}
+		log.Info("kzero-cni is installed and chained", "binDir", f.cniBinDir, "confDir", f.cniConfDir)
 	}
 	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) {

@@ -14,7 +14,8 @@ import (
 // the DaemonSet's pods.
 func TestAgentFlags(t *testing.T) {
 	env := map[string]string{"NODE_NAME": "node-a", "KZERO_AUTHORITY_SERVICE_HOST": "10.96.0.7", "KZERO_AUTHORITY_SERVICE_PORT_AGENT": "8445"}
-	base := agentFlags{trustDomain: "cluster.local", bundleFile: defaultAgentBundleFile, tokenFile: defaultAgentTokenFile, socket: v1alpha1.WorkloadAPISocket}
+	base := agentFlags{trustDomain: "cluster.local", bundleFile: defaultAgentBundleFile, tokenFile: defaultAgentTokenFile, socket: v1alpha1.WorkloadAPISocket,
+		cniBinary: "/kzero-cni", cniBinDir: "/opt/cni/bin", cniConfDir: "/etc/cni/net.d"}
 	for _, tc := range []struct {
 		name   string
 		change func(*agentFlags)
@@ -58,6 +59,7 @@ func TestAgentFlags(t *testing.T) {
 		{name: "authority ID without a path", env: env, change: func(f *agentFlags) { f.authorityID = "spiffe://cluster.local" },
 			want: `--authority-id "spiffe://cluster.local": no path: give the authority's, such as spiffe://cluster.local/ns/kzero-system/sa/kzero-authority`},
 		{name: "relative socket", env: env, change: func(f *agentFlags) { f.socket = "agent.sock" }, want: `--socket "agent.sock": want an absolute path`},
+		{name: "relative CNI directory", env: env, change: func(f *agentFlags) { f.cniConfDir = "net.d" }, want: `--cni-conf-dir "net.d": want an absolute path`},
 		{name: "relative token file", env: env, change: func(f *agentFlags) { f.tokenFile = "token" }, want: `--token-file "token": want an absolute path`},
 		{name: "no bundle file", env: env, change: func(f *agentFlags) { f.bundleFile = "" }, want: `--bundle-file "": want an absolute path`},
 	} {

@@ -103,7 +103,9 @@ func TestValidate(t *testing.T) {
 		{"outcome not the effect", func(e *audit.Event) { e.Outcome = audit.OutcomeDeny }, "access",
 			`audit: invalid event: outcome: is "deny" but verdict deny in mode audit has effect allow`},
 		{"allow without policy", func(e *audit.Event) { e.Access.Policy = nil }, "gateway",
-			"audit: invalid event: access.policy: is missing: an allow names the policy and rule that allowed"},
+			"audit: invalid event: access.policy: is missing: an allow names the policy and rule that allowed (or is a passthrough)"},
+		{"a passthrough without the address, with a policy", func(e *audit.Event) { e.Access.Passthrough = true }, "gateway",
+			"audit: invalid event: access.passthrough: is an allow with the destination's address and no policy"},
 		{"query in path", func(e *audit.Event) { e.Access.Path = "/cart?token=abc" }, "gateway",
 			"audit: invalid event: access.path: has a query or fragment: leave it out, it may carry secrets"},
 		{"token in reason", func(e *audit.Event) {
@@ -145,6 +147,18 @@ func TestValidateUnreadAdmission(t *testing.T) {
 	e := exampleEvents()["admission"]
 	e.Reason = "refused an AdmissionReview from 10.244.0.7:41234: its sender is not authenticated"
 	e.Admission = &audit.Admission{Unauthenticated: true, Address: netip.MustParseAddrPort("10.244.0.7:41234")}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestValidatePassthrough: an enrolled pod's connection to a destination
+// outside the mesh is an allow that no policy made, with the
+// destination's address.
+func TestValidatePassthrough(t *testing.T) {
+	e := exampleEvents()["gateway"]
+	e.Access.Passthrough, e.Access.Policy = true, nil
+	e.Access.Destination = audit.Destination{Address: netip.MustParseAddrPort("192.0.2.7:443"), Port: 443}
 	if err := e.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,10 @@ type Access struct {
 	// Audit is set when audit-mode policies, enforced, would have decided
 	// otherwise than Verdict: what they would have done, and which rule.
 	Audit *AuditFinding `json:"audit,omitempty"`
+	// Passthrough marks an enrolled pod's connection to a destination
+	// outside the mesh, which the agent passed through in plain text: no
+	// policy decided it (verdict allow, no policy).
+	Passthrough bool `json:"passthrough,omitempty"`
 }
 
 // Source is who connected: a workload (SPIFFE ID), an end user
@@ -136,6 +140,9 @@ type Destination struct {
 	// Workload is the pod's name.
 	Workload string `json:"workload,omitempty"`
 	Port     uint16 `json:"port,omitzero"`
+	// Address is the destination's ip:port, for one outside the mesh
+	// (Access.Passthrough), which has no workload name.
+	Address netip.AddrPort `json:"address,omitzero"`
 }
 
 // PolicyRef names the AccessPolicy rule that decided.

@@ -189,8 +189,8 @@ func (v *validator) access(p *Access, o Outcome) {
 		v.add("access.source.user", "is empty: give the issuer or the subject, or leave user out")
 	}
 	d := p.Destination
-	if d.SPIFFEID.IsZero() && d.Namespace == "" && d.Workload == "" {
-		v.add("access.destination", "names no SPIFFE ID, namespace or workload")
+	if d.SPIFFEID.IsZero() && d.Namespace == "" && d.Workload == "" && !d.Address.IsValid() {
+		v.add("access.destination", "names no SPIFFE ID, namespace, workload or address")
 	}
 	if p.Protocol != "tcp" && p.Protocol != "http" {
 		v.add("access.protocol", "%q is not tcp or http", p.Protocol)
@@ -214,8 +214,11 @@ func (v *validator) access(p *Access, o Outcome) {
 	if want := effect(p); o != want && p.Verdict != "" && p.Mode != "" {
 		v.add("outcome", "is %q but verdict %s in mode %s has effect %s", o, p.Verdict, p.Mode, want)
 	}
-	if p.Policy == nil && p.Verdict == VerdictAllow {
-		v.add("access.policy", "is missing: an allow names the policy and rule that allowed")
+	if p.Policy == nil && p.Verdict == VerdictAllow && !p.Passthrough {
+		v.add("access.policy", "is missing: an allow names the policy and rule that allowed (or is a passthrough)")
+	}
+	if p.Passthrough && (p.Verdict != VerdictAllow || p.Policy != nil || !d.Address.IsValid()) {
+		v.add("access.passthrough", "is an allow with the destination's address and no policy")
 	}
 	if p.Policy != nil && (p.Policy.Namespace == "" || p.Policy.Name == "" || p.Policy.Rule == "") {
 		v.add("access.policy", "needs namespace, name and rule")

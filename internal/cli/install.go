@@ -28,7 +28,11 @@ validating webhook that refuses hostPath volumes there. The webhooks never
 see kube-system, kzero's namespace or namespaces that are not enrolled.
 --kubelet-dir must be kubelet's root directory on the nodes (its
 --root-dir): the agent mounts the pods' volumes and registers its CSI
-driver there.
+driver there. --cni-bin-dir and --cni-conf-dir must be the nodes' CNI
+directories (the container runtime's): the agent installs its chained
+plugin, kzero-cni, in the first and chains it after the pod network's
+plugin in the first .conflist of the second, so that it captures the pods
+of enrolled namespaces before their containers start (docs/mesh.md).
 
 With --webhook-client-ca, the webhooks read reviews only from
 kube-apiserver: give the CA of the client certificate kube-apiserver
@@ -60,6 +64,8 @@ them reviews, and their audit events are marked unauthenticated.`,
 	f.Int32Var(&o.Replicas, "replicas", 2, "replicas of the authority (one leads)")
 	f.StringVar(&pull, "pull-policy", string(corev1.PullIfNotPresent), "the image pull policy: Always, IfNotPresent or Never")
 	f.StringVar(&o.KubeletDir, "kubelet-dir", v1alpha1.KubeletDir, "kubelet's root directory on the nodes (kubelet's --root-dir)")
+	f.StringVar(&o.CNIBinDir, "cni-bin-dir", install.DefaultCNIBinDir, "the nodes' CNI plugin directory (the container runtime's), where the agent installs kzero-cni")
+	f.StringVar(&o.CNIConfDir, "cni-conf-dir", install.DefaultCNIConfDir, "the nodes' CNI network configuration directory, whose first .conflist the agent chains kzero-cni into")
 	f.StringVar(&clientCA, "webhook-client-ca", "", "PEM file of the CA of the client certificate kube-apiserver presents to admission webhooks; empty: the webhooks do not authenticate kube-apiserver")
 	f.StringSliceVar(&o.WebhookClientNames, "webhook-client-name", nil, "a name (common name or DNS name) of kube-apiserver's webhook client certificate to accept; repeatable; empty: any certificate of --webhook-client-ca")
 	return c

@@ -32,6 +32,7 @@ import (
 
 	"kzero.dev/kzero/api/v1alpha1"
 	"kzero.dev/kzero/internal/agentapi"
+	"kzero.dev/kzero/internal/cni"
 )
 
 // Names of what the manifests create.
@@ -55,6 +56,19 @@ const (
 	// AgentBinary is the agent's binary in kzero's image, beside /kzero
 	// (the image's entrypoint, which the authority runs).
 	AgentBinary = "/kzero-agent"
+	// CNIBinary is kzero's chained CNI plugin in the image, which the agent
+	// copies into the nodes' CNI bin directory.
+	CNIBinary = "/kzero-cni"
+	// DefaultCNIBinDir and DefaultCNIConfDir are where nodes usually keep
+	// their CNI plugins and network configuration.
+	DefaultCNIBinDir  = "/opt/cni/bin"
+	DefaultCNIConfDir = "/etc/cni/net.d"
+	// The agent's container sees the nodes' CNI directories here.
+	agentCNIBinDir  = "/host/cni/bin"
+	agentCNIConfDir = "/host/cni/net.d"
+	// AgentMetricsPort serves the agent's Prometheus metrics (the mesh's
+	// connections, bytes, decisions and tunnel opening times).
+	AgentMetricsPort = 15020
 	// AgentPort is the authority's port for agents, named "agent" on its
 	// Deployment and Service (the agent finds it in the Service's
 	// environment variable KZERO_AUTHORITY_SERVICE_PORT_AGENT).
@@ -104,6 +118,10 @@ type Options struct {
 	// --root-dir); /var/lib/kubelet by default. The agent's CSI driver
 	// mounts pods' volumes under it and registers with kubelet there.
 	KubeletDir string
+	// CNIBinDir and CNIConfDir are the nodes' CNI directories, where the
+	// agent installs its chained plugin and chains it after the pod
+	// network's; /opt/cni/bin and /etc/cni/net.d by default.
+	CNIBinDir, CNIConfDir string
 }
 
 func (o *Options) defaults() error {
@@ -122,7 +140,18 @@ func (o *Options) defaults() error {
 	if o.KubeletDir == "" {
 		o.KubeletDir = v1alpha1.KubeletDir
 	}
+	if o.CNIBinDir == "" {
+		o.CNIBinDir = DefaultCNIBinDir
+	}
+	if o.CNIConfDir == "" {
+		o.CNIConfDir = DefaultCNIConfDir
+	}
 	var errs []error
+	for _, d := range []struct{ field, path string }{{"cniBinDir", o.CNIBinDir}, {"cniConfDir", o.CNIConfDir}} {
+		if !filepath.IsAbs(d.path) || filepath.Clean(d.path) != d.path {
+			errs = append(errs, fmt.Errorf("%s: %q: want a clean absolute path on the nodes", d.field, d.path))
+		}
+	}
 	if o.Image == "" {
 		errs = append(errs, errors.New("image: required: name the kzero image to run, such as registry.example/kzero:v0.1.0"))
 	}
@@ -418,12 +447,17 @@ func agentServiceAccount(o Options) *corev1.ServiceAccount {
 // AgentRules is what the node agent does with the API, verb by verb: it
 // watches the pods of its node (a field selector on spec.nodeName, which
 // RBAC cannot narrow: the rule allows every pod) to attest the callers of
-// its Workload API, and the namespaces to know which are enrolled. It
-// reads no Secret and writes nothing; what it needs of the authority it
-// asks over the agent API, with its own token. See docs/install.md.
+// its Workload API, and the namespaces to know which are enrolled; for the
+// mesh, the pods, Services and EndpointSlices of the cluster, to know
+// where a pod's connection leads and whom it must reach there, and the
+// AccessPolicies, to decide. It reads no Secret and writes nothing; what
+// it needs of the authority it asks over the agent API, with its own
+// token. See docs/install.md.
 func AgentRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods", "namespaces", "services"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{v1alpha1.Group}, Resources: []string{v1alpha1.Resource}, Verbs: []string{"get", "list", "watch"}},
 		// The trust domain's ClusterTrustBundle, read from the API server
 		// as well as from kubelet's projection, which may lag minutes.
 		{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch"}},
@@ -448,18 +482,26 @@ func agentClusterRoleBinding(o Options) *rbacv1.ClusterRoleBinding {
 }
 
 // daemonSet runs kzero agent on every node, in two containers: the agent,
-// which serves the Workload API to every pod of the node and so runs with
-// no privilege at all, and its CSI driver, which alone is privileged.
+// which serves the Workload API to every pod of the node and carries the
+// enrolled pods' connections, with the few capabilities that takes, and
+// its CSI driver, which alone is privileged.
 // What each is given, and why (docs/install.md says it for a person):
 //
 //   - hostPID (the pod's): the kernel gives the PID of a caller on the
 //     socket (SO_PEERCRED) in the agent's PID namespace; only in the
 //     host's are other pods' processes, and their /proc/<pid>/cgroup,
 //     visible.
-//   - the agent: user 0 with no capability (root owns the node's
-//     directory of the socket), read-only root filesystem, no privilege
-//     escalation; the node's directory v1alpha1.WorkloadAPIDir,
-//     read-write, for the socket; a projected token for
+//   - the agent: user 0 (root owns the node's directory of the socket),
+//     read-only root filesystem, no privilege escalation, and of the
+//     capabilities only NET_ADMIN (the capture rules in each enrolled
+//     pod's network namespace), SYS_ADMIN (setns(2) into that namespace,
+//     to open the pod's listeners and its tunnel's connections) and
+//     SYS_PTRACE (opening /proc/<pid>/ns/net of a pod's process, to bring
+//     in the pods that ran before the agent); the node's directory
+//     v1alpha1.WorkloadAPIDir, read-write, for the socket; the node's CNI
+//     bin and configuration directories, read-write, where it installs
+//     and chains kzero-cni, and cni.Dir, root's only, for the plugin's
+//     socket; its metrics port, AgentMetricsPort; a projected token for
 //     agentapi.TokenAudience, and the trust domain's CAs from the
 //     authority's ClusterTrustBundle, to attest to the authority and to
 //     verify it.
@@ -518,17 +560,24 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 							"--authority-id", authorityID.String(),
 							"--bundle-file", AgentAuthorityDir + "/" + AgentBundleFile,
 							"--token-file", AgentAuthorityDir + "/" + AgentTokenFile,
-							"--socket", v1alpha1.WorkloadAPISocket},
-						Env: nodeName,
+							"--socket", v1alpha1.WorkloadAPISocket,
+							"--cni-binary", CNIBinary, "--cni-bin-dir", agentCNIBinDir, "--cni-conf-dir", agentCNIConfDir,
+							"--metrics-addr", fmt.Sprintf(":%d", AgentMetricsPort)},
+						Env:   nodeName,
+						Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: AgentMetricsPort, Protocol: corev1.ProtocolTCP}},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 						},
 						SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root, RunAsNonRoot: &no,
 							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
-							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"},
+								Add: []corev1.Capability{"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}}},
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "workload-api", MountPath: v1alpha1.WorkloadAPIDir},
+							{Name: "cni-bin", MountPath: agentCNIBinDir},
+							{Name: "cni-conf", MountPath: agentCNIConfDir},
+							{Name: "cni-socket", MountPath: cni.Dir},
 							{Name: "authority", MountPath: AgentAuthorityDir, ReadOnly: true},
 						},
 					}, {
@@ -553,6 +602,9 @@ func daemonSet(o Options) *appsv1.DaemonSet {
 					}},
 					Volumes: []corev1.Volume{
 						hostPath("workload-api", v1alpha1.WorkloadAPIDir, &dirOrCreate),
+						hostPath("cni-bin", o.CNIBinDir, &dir),
+						hostPath("cni-conf", o.CNIConfDir, &dir),
+						hostPath("cni-socket", cni.Dir, &dirOrCreate),
 						hostPath("kubelet-pods", podsDir, &dir),
 						hostPath("csi-plugin", pluginDir, &dirOrCreate),
 						hostPath("plugins-registry", registryDir, &dir),

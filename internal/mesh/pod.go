@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -126,7 +127,7 @@ type PodConfig struct {
 	Resolver Resolver
 	// Authorize decides each inbound stream.
 	Authorize func(ctx context.Context, req tunnel.Request) tunnel.Decision
-	// Mode is for plain text from outside the mesh.
+	// Mode is for plain text from outside the mesh, until SetMode.
 	Mode Mode
 	// OnEvent receives every decision; it must not block. nil: none.
 	OnEvent func(Event)
@@ -149,9 +150,14 @@ type Pod struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	mode  atomic.Int32 // a Mode
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // the connections being carried, closed by Close
 }
+
+// SetMode changes what the pod does with plain text from outside the mesh,
+// for the connections to come.
+func (p *Pod) SetMode(m Mode) { p.mode.Store(int32(m)) }
 
 // Start opens the pod's listeners inside its namespace and serves them.
 // The capture rules (redirect.Install) are the caller's to install, after
@@ -183,6 +189,7 @@ func Start(cfg PodConfig) (*Pod, error) {
 	}
 	cfg.Log = cfg.Log.With("pod", cfg.Name)
 	p := &Pod{cfg: cfg, conns: map[net.Conn]struct{}{}}
+	p.SetMode(cfg.Mode)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	var err error
 	p.client, err = tunnel.NewClient(tunnel.ClientConfig{SVID: cfg.SVID, Bundle: cfg.Bundle, Dial: p.dialOut})
@@ -297,6 +304,11 @@ func (p *Pod) outbound(c net.Conn) {
 		return
 	}
 	self := p.selfID()
+	if p.ownListener(dst) {
+		p.cfg.OnEvent(Event{Kind: OutboundRefused, Source: self, From: from, To: dst, Reason: "a connection to the agent's own listener in the pod: refused"})
+		reset(c)
+		return
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
 	d, err := p.cfg.Resolver.Resolve(ctx, dst)
@@ -307,7 +319,14 @@ func (p *Pod) outbound(c net.Conn) {
 	}
 	var far net.Conn
 	if !d.Mesh {
-		far, err = redirect.DialIn(ctx, p.cfg.Netns, dst, redirect.Mark)
+		// To the address the resolver chose (a Service's endpoint, so
+		// that kube-proxy does not choose again, maybe an enrolled one),
+		// or the original destination.
+		to := dst
+		if d.Addr.IsValid() {
+			to = d.Addr
+		}
+		far, err = redirect.DialIn(ctx, p.cfg.Netns, to, redirect.Mark)
 		if err != nil {
 			p.cfg.OnEvent(Event{Kind: OutboundRefused, Source: self, From: from, To: dst, Reason: err.Error()})
 			reset(c)
@@ -372,7 +391,12 @@ func (p *Pod) plaintext(c net.Conn) {
 		reset(c)
 		return
 	}
-	if p.cfg.Mode != Permissive {
+	if p.ownListener(dst) {
+		p.cfg.OnEvent(Event{Kind: InboundPlaintextRefused, From: from, To: dst, Reason: "a connection to the agent's own listener in the pod: refused"})
+		reset(c)
+		return
+	}
+	if Mode(p.mode.Load()) != Permissive {
 		p.cfg.OnEvent(Event{Kind: InboundPlaintextRefused, From: from, To: dst,
 			Reason: "plain text from outside the mesh to a pod of a strict namespace"})
 		reset(c)
@@ -396,6 +420,18 @@ func (p *Pod) selfID() spiffeid.ID {
 		return spiffeid.ID{}
 	}
 	return s.ID
+}
+
+// ownListener reports whether dst is one of the agent's listeners in the
+// pod, which a process of the pod can connect to directly (its own address
+// and loopback are not captured): passing such a connection on would
+// connect it to the same listener again, for ever.
+func (p *Pod) ownListener(dst netip.AddrPort) bool {
+	port := dst.Port()
+	if port != p.cfg.OutboundPort && port != p.cfg.InboundPort && port != p.cfg.TunnelPort {
+		return false
+	}
+	return dst.Addr().IsLoopback() || dst.Addr().IsUnspecified() || slices.Contains(p.cfg.IPs, dst.Addr())
 }
 
 // reset closes c with a TCP reset, so that the application learns at once

@@ -387,6 +387,21 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 		clientEvents.wait(t, mesh.InboundPlaintextAllowed)
 	})
 
+	t.Run("a process of the pod connecting to the agent's own listeners is reset, not looped", func(t *testing.T) {
+		// Its own address goes over loopback, which is not captured: the
+		// connection reaches the listener directly.
+		for _, port := range []uint16{redirect.OutboundPort, redirect.InboundPort} {
+			dst := netip.AddrPortFrom(client.IP, port)
+			_, err := call(t, client.Path, dst, 0, "hello")
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("a call from inside the pod to %s: %v, want a reset", dst, err)
+			}
+			clientEvents.waitFor(t, func(e mesh.Event) bool {
+				return e.To == dst && strings.Contains(e.Reason, "the agent's own listener")
+			})
+		}
+	})
+
 	t.Run("plain text addressed to another host through the pod is not relayed", func(t *testing.T) {
 		// The peer routes an address that is nobody's through the
 		// client pod, as a neighbour on its network could.

@@ -43,7 +43,10 @@ func compile(t *testing.T, text string) *policy.Engine {
 func TestPoliciesDecideEachStreamAndAreAudited(t *testing.T) {
 	var p meshpolicy.Policies
 	var events []audit.Event
-	authorize := p.Authorizer(policy.Workload{Namespace: "shop", ServiceAccount: "orders", Labels: map[string]string{"app": "orders"}},
+	dest := func() policy.Workload {
+		return policy.Workload{Namespace: "shop", ServiceAccount: "orders", Labels: map[string]string{"app": "orders"}}
+	}
+	authorize := p.Authorizer(dest,
 		func(r *policy.Request, d policy.Decision) {
 			if ev, ok := audit.AccessEvent(audit.ComponentAgent, r, d); ok {
 				events = append(events, ev)

@@ -57,6 +57,19 @@ func (p *NodePods) PodByUID(uid types.UID) (*kubeobj.Pod, bool) {
 	return podByUID(p.informer.GetIndexer(), uid)
 }
 
+// List returns the node's pods. They are shared: the caller must not
+// modify them.
+func (p *NodePods) List() []*kubeobj.Pod {
+	objs := p.informer.GetStore().List()
+	out := make([]*kubeobj.Pod, 0, len(objs))
+	for _, o := range objs {
+		if pod, ok := o.(*kubeobj.Pod); ok {
+			out = append(out, pod)
+		}
+	}
+	return out
+}
+
 func podByUID(indexer cache.Indexer, uid types.UID) (*kubeobj.Pod, bool) {
 	objs, err := indexer.ByIndex(uidIndex, string(uid))
 	if err != nil || len(objs) != 1 {

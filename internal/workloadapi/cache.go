@@ -217,9 +217,32 @@ func (c *cache) fly(ctx context.Context, id spiffeid.ID, e *entry, f *flight) {
 	close(f.done)
 }
 
-// issue makes a key, has the Signer certify it for id, and checks that
-// what comes back is an X.509-SVID for id and that key.
+// issue has the Signer certify a new key for id (SignX509SVID), in the
+// form the cache serves.
 func (c *cache) issue(ctx context.Context, id spiffeid.ID) (*issued, error) {
+	s, err := SignX509SVID(ctx, c.signer, id, c.now())
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(s.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("workloadapi: key for %s: %w", id, err)
+	}
+	var der []byte
+	for _, c := range s.Certificates {
+		der = append(der, c.Raw...)
+	}
+	leaf := s.Certificates[0]
+	return &issued{
+		id: id, chain: der, key: keyDER, notAfter: leaf.NotAfter,
+		renewAt: RenewAt(leaf, c.now()),
+	}, nil
+}
+
+// SignX509SVID makes a key, has signer certify it for id, and checks that
+// what comes back is an X.509-SVID for id and that key, valid at now. The
+// Workload API's cache and the mesh's pods get their SVIDs through it.
+func SignX509SVID(ctx context.Context, signer Signer, id spiffeid.ID, now time.Time) (*x509svid.SVID, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("workloadapi: key for %s: %w", id, err)
@@ -228,7 +251,7 @@ func (c *cache) issue(ctx context.Context, id spiffeid.ID) (*issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workloadapi: CSR for %s: %w", id, err)
 	}
-	chain, err := c.signer.SignX509SVID(ctx, id, csr)
+	chain, err := signer.SignX509SVID(ctx, id, csr)
 	if err != nil {
 		return nil, fmt.Errorf("workloadapi: X.509-SVID for %s: %w", id, err)
 	}
@@ -236,23 +259,17 @@ func (c *cache) issue(ctx context.Context, id spiffeid.ID) (*issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workloadapi: key for %s: %w", id, err)
 	}
-	der := bytes.Join(chain, nil)
-	s, err := x509svid.ParseRaw(der, keyDER)
+	s, err := x509svid.ParseRaw(bytes.Join(chain, nil), keyDER)
 	if err != nil {
 		return nil, fmt.Errorf("workloadapi: the signer's answer for %s is not an X.509-SVID for the agent's key: %w", id, err)
 	}
 	if s.ID != id {
 		return nil, fmt.Errorf("workloadapi: the signer certified %s when asked for %s", s.ID, id)
 	}
-	leaf := s.Certificates[0]
-	now := c.now()
-	if !now.Before(leaf.NotAfter) {
+	if leaf := s.Certificates[0]; !now.Before(leaf.NotAfter) {
 		return nil, fmt.Errorf("workloadapi: the signer's X.509-SVID for %s expired at %s (is the agent's clock right?)", id, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	return &issued{
-		id: id, chain: der, key: keyDER, notAfter: leaf.NotAfter,
-		renewAt: RenewAt(leaf, now),
-	}, nil
+	return s, nil
 }
 
 // RenewAt is when a certificate received at now is renewed: half way from

@@ -63,10 +63,12 @@ func (c *Cluster) StartCapture(ctx context.Context, opts CaptureOptions) (*Captu
 			iface = "any"
 		}
 	}
-	// -U: every packet written as it comes; -Z root: tcpdump keeps root,
+	// --immediate-mode: every packet handed to tcpdump as it comes (not a
+	// buffer's worth a second later, which a Stop right after the traffic
+	// would lose); -U: every packet written as it comes; -Z root: tcpdump keeps root,
 	// so that nothing about the file's owner differs between runs; -y
 	// LINUX_SLL on "any", a link type that gopacket reads.
-	args := []string{"tcpdump", "-n", "-U", "-Z", "root", "-s", "0", "-i", iface, "-w", "-"}
+	args := []string{"tcpdump", "-n", "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-i", iface, "-w", "-"}
 	if iface == "any" {
 		args = append(args, "-y", "LINUX_SLL")
 	}

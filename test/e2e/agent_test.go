@@ -41,6 +41,7 @@ import (
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
 	"kzero.dev/kzero/internal/ca/catest"
+	"kzero.dev/kzero/internal/cni"
 	"kzero.dev/kzero/internal/install"
 	"kzero.dev/kzero/test/cluster"
 )
@@ -54,7 +55,7 @@ const (
 var loadAgentImages = sync.OnceValue(func() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := kube.LoadImage(ctx, "./cmd/kzero", kzeroImage, "./cmd/kzero-agent"); err != nil {
+	if err := kube.LoadImage(ctx, "./cmd/kzero", kzeroImage, "./cmd/kzero-agent", "./cmd/kzero-cni"); err != nil {
 		return err
 	}
 	return kube.LoadImage(ctx, "./test/e2e/workload", workloadImage)
@@ -123,10 +124,20 @@ func startAgentAPI(t testing.TB, client kubernetes.Interface, storeNS, addr stri
 }
 
 // startAgent runs the node agent as kzero install ships it, in storeNS,
-// calling the agent API at apiAddr, with its CSIDriver, and waits until it
-// runs on every node, its socket is there and each node's kubelet has
-// registered its CSI driver. It returns the agents' pods by node.
+// calling the agent API at apiAddr, with its CSIDriver, but without the
+// mesh (--no-mesh: these tests are of the Workload API, and their pods
+// talk in plain text), and waits until it runs on every node, its socket
+// is there and each node's kubelet has registered its CSI driver. It
+// returns the agents' pods by node.
 func startAgent(t testing.TB, storeNS, apiAddr string) map[string]*corev1.Pod {
+	t.Helper()
+	return startAgentOf(t, storeNS, apiAddr, false)
+}
+
+// startAgentOf is startAgent, with the mesh if mesh is true: the agent
+// then chains its CNI plugin on every node, which is taken out again when
+// the test ends, so that the next tests' pods do not wait for an agent.
+func startAgentOf(t testing.TB, storeNS, apiAddr string, mesh bool) map[string]*corev1.Pod {
 	t.Helper()
 	ctx := t.Context()
 	ds, sa, role, binding, err := install.Agent(install.Options{Image: kzeroImage, Namespace: storeNS, PullPolicy: corev1.PullNever,
@@ -141,6 +152,9 @@ func startAgent(t testing.TB, storeNS, apiAddr string) map[string]*corev1.Pod {
 	}
 	c := ds.Spec.Template.Spec.Containers[0]
 	c.Args = append(c.Args, "--authority-url", "https://"+apiAddr)
+	if !mesh {
+		c.Args = append(c.Args, "--no-mesh")
+	}
 	ds.Spec.Template.Spec.Containers[0] = c
 	if _, err := kube.Client.CoreV1().ServiceAccounts(storeNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -161,6 +175,9 @@ func startAgent(t testing.TB, storeNS, apiAddr string) map[string]*corev1.Pod {
 	})
 	if _, err := kube.Client.AppsV1().DaemonSets(storeNS).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	if mesh {
+		t.Cleanup(func() { unchainCNI(t) })
 	}
 	agents := map[string]*corev1.Pod{}
 	var missing string
@@ -662,4 +679,23 @@ func agentMemory(node string, csi bool) (map[string]int64, error) {
 		return m, nil
 	}
 	return nil, fmt.Errorf("no %s process on node %s", install.AgentBinary, node)
+}
+
+// unchainCNI takes kzero's CNI plugin out of every node's network
+// configuration, and the agent's list of enrolled namespaces with it, as
+// an uninstall would.
+func unchainCNI(t testing.TB) {
+	for _, n := range kube.Nodes {
+		dir, err := kube.NodePath(n.Name, install.DefaultCNIConfDir)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if err := cni.Unchain(dir); err != nil {
+			t.Errorf("node %s: %v", n.Name, err)
+		}
+		if f, err := kube.NodePath(n.Name, cni.EnrolledFile); err == nil {
+			_ = os.Remove(f)
+		}
+	}
 }

@@ -13,6 +13,12 @@
 //	                             trusting any server certificate, as an
 //	                             attacker in a pod would; print "status: N"
 //	                             and the answer, exit 0
+//	testserver get URL           GET URL once, on a new connection; print
+//	                             "status: N in Dms" and the body, or
+//	                             "error: E in Dms"; exit 0
+//	testserver loop URL SECONDS  GET URL every 20 ms for SECONDS over
+//	                             keep-alive; print "ok N failed M" and the
+//	                             first errors; exit 0
 //
 // The tests read what fetch, cat and post print from the pod's log.
 package main
@@ -33,8 +39,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 && (len(os.Args) != 4 || (os.Args[1] != "post" && os.Args[1] != "mark")) {
-		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE | mark DIR ADDR | post URL BODY")
+	if len(os.Args) != 3 && (len(os.Args) != 4 || (os.Args[1] != "post" && os.Args[1] != "mark" && os.Args[1] != "loop")) {
+		fmt.Fprintln(os.Stderr, "usage: testserver serve ADDR | fetch URL | cat FILE | mark DIR ADDR | post URL BODY | get URL | loop URL SECONDS")
 		os.Exit(2)
 	}
 	var err error
@@ -45,6 +51,13 @@ func main() {
 		err = fetch(os.Args[2], 60*time.Second)
 	case "post":
 		err = post(os.Args[2], os.Args[3])
+	case "get":
+		get(os.Args[2])
+	case "loop":
+		var secs int
+		if _, err = fmt.Sscan(os.Args[3], &secs); err == nil {
+			loop(os.Args[2], time.Duration(secs)*time.Second)
+		}
 	case "mark":
 		host, _ := os.Hostname()
 		file := filepath.Join(os.Args[2], host)
@@ -129,4 +142,48 @@ func post(url, body string) error {
 	}
 	fmt.Printf("status: %d\n%s\n", resp.StatusCode, answer)
 	return nil
+}
+
+// get sends one GET on a new connection and prints what came of it, and
+// how long it took.
+func get(url string) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	start := time.Now()
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Printf("error: %v in %dms\n", err, time.Since(start).Milliseconds())
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Printf("status: %d in %dms\n%s\n", resp.StatusCode, time.Since(start).Milliseconds(), body)
+}
+
+// loop sends a GET every 20 ms for d, over keep-alive, and counts.
+func loop(url string, d time.Duration) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var ok, failed int
+	var errs []string
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		resp, err := client.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = errors.New(resp.Status)
+			}
+		}
+		if err != nil {
+			failed++
+			if len(errs) < 5 {
+				errs = append(errs, err.Error())
+			}
+			continue
+		}
+		ok++
+	}
+	fmt.Printf("ok %d failed %d\n", ok, failed)
+	for _, e := range errs {
+		fmt.Println("error:", e)
+	}
 }
