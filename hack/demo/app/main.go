@@ -4,11 +4,23 @@
 // the chain with go-spiffe, and prints who it is, how long its certificate
 // lives and what it verified against, so that a person watching its log
 // sees kubelet refresh the certificate.
+//
+// It is also a plain HTTP program, for the mesh part of the demo:
+//
+//	demo-app serve ADDR   answers GET / on ADDR with "hello from <pod>",
+//	                      beside the identity report above
+//	demo-app call URL     sends one GET to URL and prints the status and
+//	                      answer, or the error, and how long it took
+//
+// It speaks plain HTTP only: the mesh carries it over mTLS.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +35,16 @@ const dir = "/var/run/secrets/kzero.dev/identity/"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	switch {
+	case len(os.Args) == 3 && os.Args[1] == "call":
+		call(os.Args[2])
+		return
+	case len(os.Args) == 3 && os.Args[1] == "serve":
+		go serve(ctx, os.Args[2])
+	case len(os.Args) != 1:
+		fmt.Fprintln(os.Stderr, "usage: demo-app [serve ADDR | call URL]")
+		os.Exit(2)
+	}
 	for {
 		if err := report(os.Stdout); err != nil {
 			fmt.Fprintln(os.Stdout, "no identity:", err)
@@ -60,4 +82,35 @@ func report(w *os.File) error {
 		svid.ID, serial, leaf.NotBefore.UTC().Format(time.TimeOnly), leaf.NotAfter.UTC().Format(time.TimeOnly),
 		leaf.NotAfter.Sub(leaf.NotBefore).Round(time.Minute), len(b.X509Authorities()))
 	return nil
+}
+
+// serve answers every GET with the pod's name until ctx ends.
+func serve(ctx context.Context, addr string) {
+	host, _ := os.Hostname()
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "hello from %s\n", host)
+	})}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		os.Exit(1)
+	}
+}
+
+// call sends one GET, on a new connection, and prints what came of it.
+func call(url string) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	start := time.Now()
+	resp, err := client.Get(url)
+	took := time.Since(start).Round(100 * time.Microsecond)
+	if err != nil {
+		fmt.Printf("%s: error after %s: %v\n", url, took, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Printf("%s: %s in %s: %s", url, resp.Status, took, body)
 }
