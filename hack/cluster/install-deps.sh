@@ -24,6 +24,8 @@ wanted=(
 	"socat:/usr/bin/socat"
 	# test/cluster's Capture: packets on the cluster's network, as pcap.
 	"tcpdump:/usr/bin/tcpdump"
+	# test/meshbench: the pair of nginx mTLS proxies the mesh is measured beside.
+	"nginx:/usr/sbin/nginx"
 )
 
 missing=()
@@ -37,6 +39,14 @@ fi
 
 command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them with your distribution's package manager"
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as nginx start their service when installed; the tests
+# start what they need themselves, and leave no daemon behind: services
+# are not started (policy-rc.d says so to invoke-rc.d) while installing.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 0755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 step "apt-get update" apt-get update -qq
 step "apt-get install ${missing[*]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 for w in "${wanted[@]}"; do

@@ -143,6 +143,7 @@ type PodConfig struct {
 // Pod serves one pod's connections until Close.
 type Pod struct {
 	cfg    PodConfig
+	ns     *redirect.Netns // the pod's namespace, where the agent dials from
 	client *tunnel.Client
 	server *tunnel.Server
 	lns    []net.Listener
@@ -192,14 +193,18 @@ func Start(cfg PodConfig) (*Pod, error) {
 	p.SetMode(cfg.Mode)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	var err error
+	if p.ns, err = redirect.OpenNetns(cfg.Netns); err != nil {
+		return nil, fmt.Errorf("mesh: pod %s: %w", cfg.Name, err)
+	}
 	p.client, err = tunnel.NewClient(tunnel.ClientConfig{SVID: cfg.SVID, Bundle: cfg.Bundle, Dial: p.dialOut})
 	if err != nil {
+		_ = p.ns.Close()
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	p.server, err = tunnel.NewServer(tunnel.ServerConfig{
 		SVID: cfg.SVID, Bundle: cfg.Bundle, Authorize: p.authorize, Log: cfg.Log,
 		Dial: func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
-			c, err := redirect.DialIn(ctx, cfg.Netns, dst, redirect.Mark)
+			c, err := p.ns.Dial(ctx, dst, redirect.Mark)
 			if err != nil || cfg.Metrics == nil {
 				return c, err
 			}
@@ -208,6 +213,7 @@ func Start(cfg PodConfig) (*Pod, error) {
 		},
 	})
 	if err != nil {
+		_ = p.ns.Close()
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
 	for _, l := range []struct {
@@ -250,7 +256,7 @@ func (p *Pod) Close() error {
 	_ = p.server.Shutdown(ctx)
 	p.client.CloseIdle()
 	p.wg.Wait()
-	return nil
+	return p.ns.Close()
 }
 
 // dialOut connects to a tunnel endpoint from inside the pod, marked, so
@@ -260,7 +266,7 @@ func (p *Pod) dialOut(ctx context.Context, _, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: endpoint %q: %w", addr, err)
 	}
-	return redirect.DialIn(ctx, p.cfg.Netns, ap, redirect.Mark)
+	return p.ns.Dial(ctx, ap, redirect.Mark)
 }
 
 // authorize lets a stream reach only this pod's own addresses, and none
@@ -326,7 +332,7 @@ func (p *Pod) outbound(c net.Conn) {
 		if d.Addr.IsValid() {
 			to = d.Addr
 		}
-		far, err = redirect.DialIn(ctx, p.cfg.Netns, to, redirect.Mark)
+		far, err = p.ns.Dial(ctx, to, redirect.Mark)
 		if err != nil {
 			p.cfg.OnEvent(Event{Kind: OutboundRefused, Source: self, From: from, To: dst, Reason: err.Error()})
 			reset(c)
@@ -404,7 +410,7 @@ func (p *Pod) plaintext(c net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	app, err := redirect.DialIn(ctx, p.cfg.Netns, dst, redirect.Mark)
+	app, err := p.ns.Dial(ctx, dst, redirect.Mark)
 	if err != nil {
 		reset(c)
 		return

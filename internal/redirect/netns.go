@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -21,9 +22,12 @@ import (
 // (a dual-stack socket reports them mapped into IPv6).
 func ListenIn(netns, addr string) (net.Listener, error) {
 	var ln net.Listener
+	// No TCP keep-alive on its connections: they are the pod's own, local
+	// ones, and each would cost setsockopt calls.
+	lc := net.ListenConfig{KeepAlive: -1}
 	err := do(netns, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", addr)
+		ln, err = lc.Listen(context.Background(), "tcp4", addr)
 		return err
 	})
 	if err != nil {
@@ -36,7 +40,7 @@ func ListenIn(netns, addr string) (net.Listener, error) {
 // SO_MARK (0: none), so that a connection the agent makes on a pod's
 // behalf, marked with Mark, passes the pod's rules uncaptured.
 func DialIn(ctx context.Context, netns string, addr netip.AddrPort, mark uint32) (net.Conn, error) {
-	d := &net.Dialer{}
+	d := &net.Dialer{KeepAlive: -1}
 	if mark != 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
@@ -138,4 +142,170 @@ func OriginalDst(c net.Conn) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("redirect: the connection was not redirected (SO_ORIGINAL_DST: %w)", serr)
 	}
 	return parseSockaddrIn(buf[:])
+}
+
+// Netns is a network namespace held open, with one OS thread inside it
+// that makes the sockets of the connections dialled from there: a dial
+// costs a socket(2) on that thread and a connect(2) on any, instead of a
+// thread moved in and out of the namespace (two opens, two setns(2)). It
+// is safe for concurrent use; Close it when the namespace's pod is gone.
+type Netns struct {
+	path string
+	reqs chan socketRequest
+	stop chan struct{}
+	done chan struct{}
+}
+
+type socketRequest struct {
+	mark  uint32
+	reply chan socketReply
+}
+
+type socketReply struct {
+	fd  int
+	err error
+}
+
+// OpenNetns holds the network namespace netns open and starts its socket
+// thread.
+func OpenNetns(netns string) (*Netns, error) {
+	f, err := os.Open(netns) //nolint:gosec // the namespace's file is the caller's to name: a pod's, found by the agent
+	if err != nil {
+		return nil, fmt.Errorf("redirect: open the network namespace %s: %w", netns, err)
+	}
+	n := &Netns{path: netns, reqs: make(chan socketRequest), stop: make(chan struct{}), done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		defer close(n.done)
+		// Locked for good: the thread never leaves the namespace, and
+		// the runtime ends it with this goroutine.
+		runtime.LockOSThread()
+		err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		_ = f.Close()
+		started <- err
+		if err != nil {
+			return
+		}
+		for {
+			select {
+			case <-n.stop:
+				return
+			case r := <-n.reqs:
+				r.reply <- makeSocket(r.mark)
+			}
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("redirect: enter the network namespace %s (needs CAP_SYS_ADMIN): %w", netns, err)
+	}
+	return n, nil
+}
+
+// makeSocket makes a non-blocking IPv4 TCP socket in the calling thread's
+// network namespace, with mark as its SO_MARK (0: none).
+func makeSocket(mark uint32) socketReply {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return socketReply{fd: -1, err: fmt.Errorf("socket: %w", err)}
+	}
+	if mark != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+			_ = unix.Close(fd)
+			return socketReply{fd: -1, err: fmt.Errorf("set SO_MARK (needs CAP_NET_ADMIN): %w", err)}
+		}
+	}
+	return socketReply{fd: fd}
+}
+
+// errNetnsClosed is a dial after Close.
+var errNetnsClosed = errors.New("the network namespace was closed")
+
+// Dial connects to addr (IPv4) from inside the namespace, with mark as the
+// socket's SO_MARK (0: none), as DialIn does.
+func (n *Netns) Dial(ctx context.Context, addr netip.AddrPort, mark uint32) (net.Conn, error) {
+	c, err := n.dial(ctx, addr, mark)
+	if err != nil {
+		return nil, fmt.Errorf("redirect: dial %s from %s: %w", addr, n.path, err)
+	}
+	return c, nil
+}
+
+func (n *Netns) dial(ctx context.Context, addr netip.AddrPort, mark uint32) (net.Conn, error) {
+	if !addr.Addr().Is4() {
+		return nil, errors.New("only IPv4 addresses are dialled")
+	}
+	reply := make(chan socketReply, 1)
+	select {
+	case n.reqs <- socketRequest{mark: mark, reply: reply}:
+	case <-n.stop:
+		return nil, errNetnsClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r := <-reply
+	if r.err != nil {
+		return nil, r.err
+	}
+	// Pollable: the runtime's poller waits for the connection.
+	f := os.NewFile(uintptr(r.fd), "tcp")
+	defer func() { _ = f.Close() }() // FileConn holds a duplicate
+	err := unix.Connect(r.fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()})
+	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		return nil, err
+	}
+	if errors.Is(err, unix.EINPROGRESS) {
+		if err := waitConnected(ctx, f); err != nil {
+			return nil, err
+		}
+	}
+	return net.FileConn(f)
+}
+
+// waitConnected waits until the connect(2) under way on f ends, or ctx
+// does.
+func waitConnected(ctx context.Context, f *os.File) error {
+	if d, ok := ctx.Deadline(); ok {
+		_ = f.SetWriteDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cerr error
+	werr := rc.Write(func(fd uintptr) bool {
+		soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		switch {
+		case err != nil:
+			cerr = err
+			return true
+		case soerr != 0:
+			cerr = unix.Errno(soerr) //nolint:gosec // an errno
+			return true
+		}
+		if _, err := unix.Getpeername(int(fd)); err == nil {
+			return true
+		}
+		return false // still connecting: wait until writable
+	})
+	if werr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return werr
+	}
+	return cerr
+}
+
+// Close stops the socket thread; the namespace is let go. Connections
+// dialled from it live on.
+func (n *Netns) Close() error {
+	select {
+	case <-n.stop:
+	default:
+		close(n.stop)
+	}
+	<-n.done
+	return nil
 }

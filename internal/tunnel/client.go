@@ -47,6 +47,11 @@ type Client struct {
 	// wait for it, and so share its connection instead of each making
 	// one.
 	opened map[poolKey]chan struct{}
+	// connected holds the endpoints and identities a stream has opened
+	// to: their connection is pooled, and streams to them wait for no
+	// gate. A connection lost since is made again by the first stream
+	// that needs it.
+	connected map[poolKey]bool
 }
 
 type poolKey struct {
@@ -68,7 +73,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Dial == nil {
 		cfg.Dial = (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext
 	}
-	return &Client{cfg: cfg, pools: map[spiffeid.ID]*http.Transport{}, opened: map[poolKey]chan struct{}{}}, nil
+	return &Client{cfg: cfg, pools: map[spiffeid.ID]*http.Transport{}, opened: map[poolKey]chan struct{}{}, connected: map[poolKey]bool{}}, nil
 }
 
 // pool is the transport for streams to endpoints that prove peer: one per
@@ -120,7 +125,7 @@ func (c *Client) Dial(ctx context.Context, endpoint netip.AddrPort, peer spiffei
 	}
 	req.Host = dst.String() // the CONNECT's authority: where the stream goes
 	first, wait := c.gate(poolKey{peer, endpoint})
-	if !first {
+	if !first && wait != nil {
 		select {
 		case <-wait:
 		case <-ctx.Done():
@@ -128,7 +133,7 @@ func (c *Client) Dial(ctx context.Context, endpoint netip.AddrPort, peer spiffei
 	}
 	resp, err := c.pool(peer).RoundTrip(req)
 	if first {
-		c.firstDone(poolKey{peer, endpoint}, wait)
+		c.firstDone(poolKey{peer, endpoint}, wait, err == nil)
 	}
 	if !stop() {
 		err = errors.Join(err, ctx.Err())
@@ -152,10 +157,14 @@ func (c *Client) Dial(ctx context.Context, endpoint netip.AddrPort, peer spiffei
 }
 
 // gate says whether this is the first stream to key, and returns the
-// channel closed once the first has opened (or failed).
+// channel closed once the first has opened (or failed); none, when a
+// stream has opened to key before.
 func (c *Client) gate(key poolKey) (bool, chan struct{}) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.connected[key] {
+		return false, nil
+	}
 	if ch, ok := c.opened[key]; ok {
 		return false, ch
 	}
@@ -168,11 +177,14 @@ func (c *Client) gate(key poolKey) (bool, chan struct{}) {
 // streams after it find the connection in the pool (or, after a failure,
 // the next one is a first again), and the map stays as small as the
 // number of endpoints being opened at the moment.
-func (c *Client) firstDone(key poolKey, ch chan struct{}) {
+func (c *Client) firstDone(key poolKey, ch chan struct{}, opened bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.opened[key] == ch {
 		delete(c.opened, key)
+	}
+	if opened {
+		c.connected[key] = true
 	}
 	close(ch)
 }

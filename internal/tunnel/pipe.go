@@ -34,9 +34,18 @@ func Pipe(a, b net.Conn) (aToB, bToA int64) {
 // copy breaks, it closes dst (and src, when it is a connection), which
 // ends the other direction too. It returns the bytes copied.
 func copyHalf(dst io.Writer, src io.Reader) int64 {
-	buf := buffers.Get().(*[]byte)
-	defer buffers.Put(buf)
-	n, err := io.CopyBuffer(dst, src, *buf)
+	var n int64
+	var err error
+	if isTCP(dst) && isTCP(src) {
+		// The kernel copies: splice(2), no buffer at all.
+		n, err = io.Copy(dst, src)
+	} else {
+		// Hidden ReadFrom and WriteTo: a TCP connection's would copy
+		// through a buffer of its own, made anew for each connection.
+		buf := buffers.Get().(*[]byte)
+		defer buffers.Put(buf)
+		n, err = io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *buf)
+	}
 	if err != nil {
 		closeAll(dst, src)
 		return n
@@ -63,3 +72,13 @@ func closeWrite(c net.Conn) {
 	}
 	_ = c.Close()
 }
+
+func isTCP(x any) bool {
+	_, ok := x.(*net.TCPConn)
+	return ok
+}
+
+// writerOnly and readerOnly hide every method but Write and Read.
+type writerOnly struct{ io.Writer }
+
+type readerOnly struct{ io.Reader }
