@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -642,20 +643,49 @@ func BenchmarkAgentMemory(b *testing.B) {
 // VmRSS, and its parts RssAnon (heap, stacks) and RssFile (the binary's
 // pages).
 func agentMemory(node string, csi bool) (map[string]int64, error) {
-	init, err := kube.NodeInit(node)
+	pid, err := agentProcess(node, csi)
 	if err != nil {
 		return nil, err
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int64{}
+	for _, line := range strings.Split(string(status), "\n") {
+		var key string
+		var kb int64
+		if _, err := fmt.Sscanf(line, "%s %d kB", &key, &kb); err == nil {
+			m[strings.TrimSuffix(key, ":")] = kb << 10
+		}
+	}
+	return m, nil
+}
+
+// agentPID is the PID, on the machine, of the agent of node.
+func agentPID(node string) (int, error) { return agentProcess(node, false) }
+
+// agentProcess is the PID of the one kzero agent process of node (with
+// csi, of its CSI driver).
+func agentProcess(node string, csi bool) (int, error) {
+	init, err := kube.NodeInit(node)
+	if err != nil {
+		return 0, err
 	}
 	// The agent runs in its node's PID namespace (hostPID), the init's.
 	nodePIDNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
 		cmd, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
 		if err != nil || !bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00")) ||
 			bytes.HasPrefix(cmd, []byte(install.AgentBinary+"\x00csi-driver\x00")) != csi {
@@ -664,21 +694,9 @@ func agentMemory(node string, csi bool) (map[string]int64, error) {
 		if ns, err := os.Readlink("/proc/" + p.Name() + "/ns/pid"); err != nil || ns != nodePIDNS {
 			continue
 		}
-		status, err := os.ReadFile("/proc/" + p.Name() + "/status")
-		if err != nil {
-			return nil, err
-		}
-		m := map[string]int64{}
-		for _, line := range strings.Split(string(status), "\n") {
-			var key string
-			var kb int64
-			if _, err := fmt.Sscanf(line, "%s %d kB", &key, &kb); err == nil {
-				m[strings.TrimSuffix(key, ":")] = kb << 10
-			}
-		}
-		return m, nil
+		return pid, nil
 	}
-	return nil, fmt.Errorf("no %s process on node %s", install.AgentBinary, node)
+	return 0, fmt.Errorf("no %s process on node %s", install.AgentBinary, node)
 }
 
 // unchainCNI takes kzero's CNI plugin out of every node's network

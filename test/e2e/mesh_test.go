@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -465,4 +466,135 @@ func waitAgentEvent(t testing.TB, agent *corev1.Pod, what string, match func(aud
 		t.Fatalf("no audit event of %s; the agent %s wrote:\n%s", what, agent.Name, b.String())
 	}
 	return *found
+}
+
+// BenchmarkMeshAgentMemory is the agent's resident memory, with the mesh,
+// at idle with 20 enrolled pods on its node (each its own service account:
+// 20 SVIDs, 20 pods' listeners), and under load: four clients on the other
+// node calling four of them over keep-alive, 50 requests/s each, for 20 s;
+// with the agent's CPU time per request over that load.
+func BenchmarkMeshAgentMemory(b *testing.B) {
+	if len(kube.Nodes) < 2 {
+		b.Fatalf("the cluster has %d node(s) and this benchmark needs 2", len(kube.Nodes))
+	}
+	if err := loadAgentImages(); err != nil {
+		b.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(kube.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	installCRD(b, dyn)
+	client, storeNS, _, a := webhookSetup(b)
+	api := startAgentAPI(b, client, storeNS, net.JoinHostPort(nodeIP, "0"), a, &syncBuffer{})
+	startAgentOf(b, storeNS, api.addr, true)
+	ns := enrolledWithSA(b, "client")
+	node, other := kube.Nodes[0].Name, kube.Nodes[1].Name
+	const pods = 20
+	var sas []any
+	for i := range pods {
+		name := fmt.Sprintf("svc-%02d", i)
+		sas = append(sas, name)
+		if _, err := kube.Client.CoreV1().ServiceAccounts(ns).Create(b.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		p := testPod(name, "serve", ":8080")
+		p.Spec.ServiceAccountName, p.Spec.NodeName = name, node
+		createPod(b, ns, p)
+	}
+	policy := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kzero.dev/v1alpha1", "kind": "AccessPolicy",
+		"metadata": map[string]any{"name": "client-calls-all", "namespace": ns},
+		"spec": map[string]any{
+			"selector": map[string]any{"serviceAccounts": sas},
+			"rules":    []any{map[string]any{"name": "client", "from": []any{map[string]any{"serviceAccounts": []any{"client"}}}}},
+		},
+	}}
+	if _, err := dyn.Resource(policyGVR).Namespace(ns).Create(b.Context(), policy, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	var targets []*corev1.Pod
+	for i := range pods {
+		targets = append(targets, waitPod(b, ns, fmt.Sprintf("svc-%02d", i), 3*time.Minute, ready))
+	}
+	const clients = 4
+	for i := range clients {
+		c := testPod(fmt.Sprintf("client-%d", i), "serve", ":8081")
+		c.Spec.ServiceAccountName, c.Spec.NodeName = "client", other
+		createPod(b, ns, c)
+	}
+	for i := range clients {
+		waitPod(b, ns, fmt.Sprintf("client-%d", i), 3*time.Minute, ready)
+	}
+	for range b.N {
+		idle := mostMemory(b, node, 7)
+		b.ReportMetric(float64(idle["VmRSS"])/(1<<20), "idle-RSS-MiB")
+		b.ReportMetric(float64(idle["RssAnon"])/(1<<20), "idle-anon-MiB")
+		cpu0, err := agentCPU(node)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		outs := make([]string, clients)
+		for i := range clients {
+			wg.Go(func() {
+				out, _ := kube.Kubectl(context.Background(), "exec", "-n", ns, fmt.Sprintf("client-%d", i), "--",
+					"/e2e-testserver", "loop", "http://"+net.JoinHostPort(targets[i].Status.PodIP, "8080")+"/hello", "20")
+				outs[i] = string(out)
+			})
+		}
+		time.Sleep(5 * time.Second)
+		loaded := mostMemory(b, node, 3)
+		wg.Wait()
+		cpu1, err := agentCPU(node)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ok, failed int
+		for _, o := range outs {
+			var n, f int
+			if _, err := fmt.Sscanf(o, "ok %d failed %d", &n, &f); err != nil {
+				b.Fatalf("a client printed %q", o)
+			}
+			ok, failed = ok+n, failed+f
+		}
+		b.ReportMetric(float64(loaded["VmRSS"])/(1<<20), "load-RSS-MiB")
+		b.ReportMetric(float64(ok), "requests")
+		b.ReportMetric(float64(failed), "failed")
+		b.ReportMetric((cpu1-cpu0).Seconds()*1e6/float64(ok), "agent-CPU-µs/request")
+	}
+}
+
+// mostMemory is the agent's largest memory over n samples 5 s apart.
+func mostMemory(b *testing.B, node string, n int) map[string]int64 {
+	var most map[string]int64
+	for i := range n {
+		if i > 0 {
+			time.Sleep(5 * time.Second)
+		}
+		m, err := agentMemory(node, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if m["VmRSS"] > most["VmRSS"] {
+			most = m
+		}
+	}
+	return most
+}
+
+// agentCPU is the CPU time (user and system) the agent of node has used.
+func agentCPU(node string) (time.Duration, error) {
+	pid, err := agentPID(node)
+	if err != nil {
+		return 0, err
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100, nil // USER_HZ
 }

@@ -181,7 +181,7 @@ func TestAccessPolicyCRD(t *testing.T) {
 // installCRD creates the AccessPolicy CRD, replacing one that a killed run
 // left, waits until the API server serves it, and deletes it when the test
 // ends.
-func installCRD(t *testing.T, dyn dynamic.Interface) {
+func installCRD(t testing.TB, dyn dynamic.Interface) {
 	t.Helper()
 	var obj map[string]any
 	if err := yaml.Unmarshal(v1alpha1.CRD, &obj); err != nil {
