@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -110,6 +111,12 @@ func (r *Request) Validate() error {
 	if len(r.IPs) > 8 || len(r.Gateways) > 8 {
 		errs = append(errs, errors.New("more than 8 addresses or gateways: a pod has one or two"))
 	}
+	for _, a := range append(slices.Clone(r.IPs), r.Gateways...) {
+		if !a.IsValid() || a.Zone() != "" {
+			errs = append(errs, fmt.Errorf("address %q: want an IP address without a zone", a))
+			break
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -134,6 +141,9 @@ func WriteEnrolled(path string, namespaces []string) error {
 	return nil
 }
 
+// maxEnrolled bounds the list ReadEnrolled reads.
+const maxEnrolled = 100000
+
 // ReadEnrolled reads the list WriteEnrolled wrote; ok is false when there
 // is none.
 func ReadEnrolled(path string) (set map[string]bool, ok bool, err error) {
@@ -147,7 +157,10 @@ func ReadEnrolled(path string) (set map[string]bool, ok bool, err error) {
 	defer f.Close() //nolint:errcheck // read only
 	set = map[string]bool{}
 	s := bufio.NewScanner(f)
-	for s.Scan() && len(set) < 100000 {
+	for s.Scan() {
+		if len(set) == maxEnrolled {
+			return nil, false, fmt.Errorf("%s lists more than %d namespaces", path, maxEnrolled)
+		}
 		if ns := strings.TrimSpace(s.Text()); ns != "" {
 			set[ns] = true
 		}

@@ -35,7 +35,7 @@ func Install(binary, binDir, confDir string, entry map[string]any) error {
 	if !changed {
 		return nil
 	}
-	if err := writeFile(conf, chained, 0o644); err != nil {
+	if err := writeFile(conf, chained, modeOf(conf)); err != nil {
 		return fmt.Errorf("cni: chaining the plugin in %s: %w", conf, err)
 	}
 	return nil
@@ -53,9 +53,9 @@ func Unchain(confDir string) error {
 	if err != nil {
 		return fmt.Errorf("cni: %w", err)
 	}
-	var list map[string]any
-	if err := json.Unmarshal(data, &list); err != nil {
-		return fmt.Errorf("cni: %s: not JSON: %w", conf, err)
+	list, err := decodeList(data)
+	if err != nil {
+		return fmt.Errorf("cni: %s: %w", conf, err)
 	}
 	plugins, _ := list["plugins"].([]any)
 	kept := slices.DeleteFunc(slices.Clone(plugins), func(p any) bool {
@@ -70,11 +70,22 @@ func Unchain(confDir string) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(conf, append(out, '\n'), 0o644)
+	return writeFile(conf, append(out, '\n'), modeOf(conf))
 }
 
-// primaryConfig is the network configuration list the runtime uses: the
-// first .conflist of dir by name.
+// modeOf is the permission bits of path, 0644 if it cannot be read.
+func modeOf(path string) os.FileMode {
+	if st, err := os.Stat(path); err == nil {
+		return st.Mode().Perm()
+	}
+	return 0o644
+}
+
+// primaryConfig is the network configuration the runtime uses: the first
+// .conf, .conflist or .json of dir by name, as containerd and CRI-O pick
+// it. It must be a .conflist: kzero-cni cannot chain into a single-plugin
+// .conf, and chaining into a file the runtime does not use would leave
+// the pods unprotected.
 func primaryConfig(dir string) (string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -82,14 +93,20 @@ func primaryConfig(dir string) (string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), ".conflist") {
-			names = append(names, e.Name())
+		switch filepath.Ext(e.Name()) {
+		case ".conf", ".conflist", ".json":
+			if !e.IsDir() {
+				names = append(names, e.Name())
+			}
 		}
 	}
 	if len(names) == 0 {
-		return "", fmt.Errorf("cni: no .conflist in %s: kzero-cni chains after the pod network's plugin, which must be installed first (a single-plugin .conf is not supported)", dir)
+		return "", fmt.Errorf("cni: no network configuration in %s: kzero-cni chains after the pod network's plugin, which must be installed first", dir)
 	}
 	slices.Sort(names)
+	if !strings.HasSuffix(names[0], ".conflist") {
+		return "", fmt.Errorf("cni: the node's network configuration %s is not a .conflist: kzero-cni chains after the pod network's plugin in a network configuration list (a single-plugin .conf is not supported)", filepath.Join(dir, names[0]))
+	}
 	return filepath.Join(dir, names[0]), nil
 }
 
@@ -97,24 +114,28 @@ func primaryConfig(dir string) (string, error) {
 // PluginType) as its last plugin, replacing one already there, and whether
 // that changed anything.
 func Chain(data []byte, entry map[string]any) ([]byte, bool, error) {
-	var list map[string]any
-	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, false, fmt.Errorf("not JSON: %w", err)
+	list, err := decodeList(data)
+	if err != nil {
+		return nil, false, err
 	}
 	plugins, ok := list["plugins"].([]any)
 	if !ok || len(plugins) == 0 {
 		return nil, false, errors.New(`no "plugins" list: not a network configuration list`)
 	}
-	e := map[string]any{"type": PluginType}
+	e := map[string]any{}
 	for k, v := range entry {
 		e[k] = v
 	}
+	e["type"] = PluginType
 	kept := make([]any, 0, len(plugins)+1)
 	for _, p := range plugins {
 		if m, ok := p.(map[string]any); ok && m["type"] == PluginType {
 			continue
 		}
 		kept = append(kept, p)
+	}
+	if len(kept) == 0 {
+		return nil, false, errors.New("no plugin but kzero-cni: it chains after the pod network's plugin, which must come first")
 	}
 	kept = append(kept, e)
 	list["plugins"] = kept
@@ -123,11 +144,26 @@ func Chain(data []byte, entry map[string]any) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	// Compare as JSON values, so that formatting alone is no change.
-	var before any
-	_ = json.Unmarshal(data, &before) //nolint:errcheck // parsed above
-	was, _ := json.Marshal(before)    //nolint:errchkjson // decoded JSON
-	now, _ := json.Marshal(list)      //nolint:errchkjson // decoded JSON
+	before, _ := decodeList(data)  //nolint:errcheck // decoded above
+	was, _ := json.Marshal(before) //nolint:errchkjson // decoded JSON
+	now, _ := json.Marshal(list)   //nolint:errchkjson // decoded JSON
 	return append(out, '\n'), !bytes.Equal(was, now), nil
+}
+
+// decodeList decodes a network configuration, its numbers as written (no
+// float64 rounding of a large integer in the node's configuration).
+func decodeList(data []byte) (map[string]any, error) {
+	var check map[string]any
+	if err := json.Unmarshal(data, &check); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var list map[string]any
+	if err := d.Decode(&list); err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	return list, nil
 }
 
 // copyFile copies src to dst through a temporary file and a rename, unless

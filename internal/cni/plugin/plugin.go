@@ -161,11 +161,11 @@ func (p Plugin) add(conf *PluginConfig, req *cni.Request) error {
 		set, ok, rerr := cni.ReadEnrolled(conf.EnrolledFile)
 		switch {
 		case rerr != nil:
-			return fmt.Errorf("kzero-cni: the kzero agent on this node does not answer (%v) and its list of enrolled namespaces cannot be read (%v): pod %s/%s waits until the agent is back", down.err, rerr, req.Namespace, req.Name)
+			return fmt.Errorf("kzero-cni: the kzero agent on this node does not answer (%w) and its list of enrolled namespaces cannot be read (%w): pod %s/%s waits until the agent is back", down.err, rerr, req.Namespace, req.Name)
 		case !ok:
-			return fmt.Errorf("kzero-cni: the kzero agent on this node does not answer (%v) and has not yet said which namespaces are enrolled: pod %s/%s waits until the agent is up (kubectl -n %s get pods -l app.kubernetes.io/component=agent)", down.err, req.Namespace, req.Name, conf.KzeroNamespace)
+			return fmt.Errorf("kzero-cni: the kzero agent on this node does not answer (%w) and has not yet said which namespaces are enrolled: pod %s/%s waits until the agent is up (kubectl -n %s get pods -l app.kubernetes.io/component=agent)", down.err, req.Namespace, req.Name, conf.KzeroNamespace)
 		case set[req.Namespace]:
-			return fmt.Errorf("kzero-cni: namespace %s is enrolled and the kzero agent on this node does not answer (%v): pod %s waits until the agent is back, never running unprotected", req.Namespace, down.err, req.Name)
+			return fmt.Errorf("kzero-cni: namespace %s is enrolled and the kzero agent on this node does not answer (%w): pod %s waits until the agent is back, never running unprotected", req.Namespace, down.err, req.Name)
 		}
 		return nil
 	case err != nil:
@@ -205,6 +205,17 @@ func (e *agentDownError) Error() string { return "the kzero agent does not answe
 // call sends req, and the network namespace file netns when not empty, to
 // the agent at socket and decodes its answer into reply.
 func call(socket string, req *cni.Request, netns string, reply *cni.Reply, timeout time.Duration) error {
+	// The namespace first: the agent is not called for a request that
+	// cannot be made.
+	var fds []int
+	if netns != "" {
+		f, err := os.Open(netns) //nolint:gosec // the runtime's sandbox namespace
+		if err != nil {
+			return fmt.Errorf("the pod's network namespace: %w", err)
+		}
+		defer f.Close() //nolint:errcheck // read only
+		fds = append(fds, int(f.Fd()))
+	}
 	var d net.Dialer
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -215,15 +226,6 @@ func call(socket string, req *cni.Request, netns string, reply *cni.Reply, timeo
 	conn, _ := c.(*net.UnixConn)
 	defer conn.Close() //nolint:errcheck // the answer is read
 	_ = conn.SetDeadline(time.Now().Add(timeout))
-	var fds []int
-	if netns != "" {
-		f, err := os.Open(netns) //nolint:gosec // the runtime's sandbox namespace
-		if err != nil {
-			return fmt.Errorf("the pod's network namespace: %w", err)
-		}
-		defer f.Close() //nolint:errcheck // read only
-		fds = append(fds, int(f.Fd()))
-	}
 	if err := cni.WriteMessage(conn, cni.Encode(req), fds); err != nil {
 		return fmt.Errorf("telling the kzero agent: %w", err)
 	}
