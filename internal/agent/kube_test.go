@@ -76,10 +76,10 @@ func (k clientsetKube) EndpointSlices() cache.ListerWatcher {
 // API. The mesh's policies are tested on the real cluster (test/e2e).
 func (k clientsetKube) AccessPolicies() cache.ListerWatcher {
 	return &cache.ListWatch{
-		ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
 			return &kubeobj.AccessPolicyList{ListMeta: metav1.ListMeta{ResourceVersion: "1"}}, nil
 		},
-		WatchFunc: func(metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil },
+		WatchFuncWithContext: func(context.Context, metav1.ListOptions) (watch.Interface, error) { return watch.NewFake(), nil },
 	}
 }
 

@@ -36,7 +36,7 @@ func (in *AccessPolicy) DeepCopyObject() runtime.Object {
 		return nil
 	}
 	out := &AccessPolicy{TypeMeta: in.TypeMeta}
-	in.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.ObjectMeta = *in.ObjectMeta.DeepCopy()
 	copyJSON(&in.Spec, &out.Spec)
 	return out
 }
@@ -47,7 +47,7 @@ func (in *AccessPolicyList) DeepCopyObject() runtime.Object {
 		return nil
 	}
 	out := &AccessPolicyList{TypeMeta: in.TypeMeta}
-	in.ListMeta.DeepCopyInto(&out.ListMeta)
+	out.ListMeta = *in.ListMeta.DeepCopy()
 	if in.Items != nil {
 		out.Items = make([]AccessPolicy, len(in.Items))
 		for i := range in.Items {

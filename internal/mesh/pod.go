@@ -151,14 +151,14 @@ type Pod struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mode  atomic.Int32 // a Mode
+	mode  atomic.Int64 // a Mode
 	mu    sync.Mutex
 	conns map[net.Conn]struct{} // the connections being carried, closed by Close
 }
 
 // SetMode changes what the pod does with plain text from outside the mesh,
 // for the connections to come.
-func (p *Pod) SetMode(m Mode) { p.mode.Store(int32(m)) }
+func (p *Pod) SetMode(m Mode) { p.mode.Store(int64(m)) }
 
 // Start opens the pod's listeners inside its namespace and serves them.
 // The capture rules (redirect.Install) are the caller's to install, after
@@ -223,7 +223,7 @@ func Start(cfg PodConfig) (*Pod, error) {
 		{cfg.OutboundPort, func(ln net.Listener) { p.accept(ln, p.outbound) }},
 		{cfg.InboundPort, func(ln net.Listener) { p.accept(ln, p.plaintext) }},
 		{cfg.TunnelPort, func(ln net.Listener) {
-			if err := p.server.Serve(ln); err != nil {
+			if err := p.server.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 				cfg.Log.Error("the tunnel endpoint stopped", "error", err)
 			}
 		}},

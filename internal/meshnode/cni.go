@@ -32,7 +32,7 @@ func (n *Node) ServeCNI(ctx context.Context, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("meshnode: the plugin's socket: %w", err)
 	}
-	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil {
+	if err := os.Chmod(filepath.Dir(path), 0o700); err != nil { //nolint:gosec // a directory: root's only, 0700 to be entered
 		return fmt.Errorf("meshnode: the plugin's socket: %w", err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -92,7 +92,7 @@ func (n *Node) servePlugin(ctx context.Context, conn *net.UnixConn) {
 			break
 		}
 		if req.Delete {
-			n.del(&req)
+			n.del(&req) //nolint:contextcheck // letting a pod go bounds its own shutdown
 			break
 		}
 		reply = n.add(ctx, &req, nsFile)
@@ -135,7 +135,7 @@ func (n *Node) add(ctx context.Context, req *cni.Request, nsFile *os.File) cni.R
 		return cni.Reply{Enrolled: true, Error: fmt.Sprintf("pod UID %s is %s/%s, not %s/%s", req.UID, pod.Namespace, pod.Name, req.Namespace, req.Name)}
 	}
 	_, mode := n.cfg.Enrolled(req.Namespace)
-	if err := n.capture(pod, nsFile, req.IPs, req.Gateways, mode); err != nil {
+	if err := n.capture(pod, nsFile, req.IPs, req.Gateways, mode); err != nil { //nolint:contextcheck // see del
 		return cni.Reply{Enrolled: true, Error: err.Error()}
 	}
 	return cni.Reply{Enrolled: true}

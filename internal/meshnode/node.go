@@ -193,6 +193,13 @@ func (n *Node) capture(pod *kubeobj.Pod, nsFile *os.File, ips, gateways []netip.
 		return err
 	}
 	n.mu.Lock()
+	if n.ctx != runCtx || runCtx.Err() != nil {
+		// Run ended meanwhile: nothing would let this pod go.
+		n.mu.Unlock()
+		_ = e.pod.Close()
+		n.svids.release(e.svid)
+		return errNotRunning
+	}
 	n.pods[pod.UID] = e
 	n.mu.Unlock()
 	n.cfg.Log.Info("captured a pod", "pod", pod.Namespace+"/"+pod.Name, "spiffeID", id.String(), "ips", ips, "mode", modeName(mode))
@@ -204,9 +211,13 @@ func (n *Node) capture(pod *kubeobj.Pod, nsFile *os.File, ips, gateways []netip.
 // gone takes its namespace, and its rules, with it).
 func (n *Node) let(e *podEntry, removeRules bool) {
 	n.mu.Lock()
-	if n.pods[e.uid] == e {
-		delete(n.pods, e.uid)
+	if n.pods[e.uid] != e {
+		// Let go already (a DEL and a reconcile may both come): its
+		// namespace's descriptor may be another pod's by now.
+		n.mu.Unlock()
+		return
 	}
+	delete(n.pods, e.uid)
 	n.mu.Unlock()
 	if removeRules {
 		if err := redirect.Remove(e.netns); err != nil && !errors.Is(err, os.ErrNotExist) {

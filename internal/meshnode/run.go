@@ -2,6 +2,7 @@ package meshnode
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -34,17 +35,18 @@ func (n *Node) Run(ctx context.Context, trigger <-chan struct{}) error {
 	t := time.NewTicker(ReconcileInterval)
 	defer t.Stop()
 	for {
-		n.reconcile()
+		n.reconcile() //nolint:contextcheck // letting a pod go bounds its own shutdown
 		select {
 		case <-ctx.Done():
 			n.mu.Lock()
+			n.ctx = nil
 			all := make([]*podEntry, 0, len(n.pods))
 			for _, e := range n.pods {
 				all = append(all, e)
 			}
 			n.mu.Unlock()
 			for _, e := range all {
-				n.let(e, false)
+				n.let(e, false) //nolint:contextcheck // ctx is done: the shutdown is bounded by mesh.Pod.Close
 			}
 			return ctx.Err()
 		case <-t.C:
@@ -183,11 +185,15 @@ func parseRoutes(data []byte) []netip.Addr {
 		if i == 0 || len(f) < 3 || f[1] != "00000000" {
 			continue
 		}
-		v, err := strconv.ParseUint(f[2], 16, 32)
-		if err != nil || v == 0 {
+		b, err := hex.DecodeString(f[2])
+		if err != nil || len(b) != 4 {
 			continue
 		}
-		a := netip.AddrFrom4([4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)})
+		// Little endian: the first byte of the address is the last.
+		a := netip.AddrFrom4([4]byte{b[3], b[2], b[1], b[0]})
+		if a.IsUnspecified() {
+			continue
+		}
 		if !slices.Contains(out, a) {
 			out = append(out, a)
 		}

@@ -223,7 +223,7 @@ func TestMesh(t *testing.T) {
 		}
 		var out string
 		_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-			out = get(t, ns, "client", "http://"+svc.Spec.ClusterIP+"/hello")
+			out = get(t, ns, "client", "http://"+svc.Spec.ClusterIP+"/hello") //nolint:contextcheck // bounded by the test's context
 			return strings.HasPrefix(out, "status: 200"), nil
 		})
 		if !strings.Contains(out, "hello from server-a") {
@@ -264,7 +264,7 @@ func TestMesh(t *testing.T) {
 		}
 		var out string
 		_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-			out = get(t, plain, "plain-client", urlOf(podA, "/hello"))
+			out = get(t, plain, "plain-client", urlOf(podA, "/hello")) //nolint:contextcheck // bounded by the test's context
 			return strings.HasPrefix(out, "status: 200"), nil
 		})
 		if !strings.HasPrefix(out, "status: 200") {
@@ -294,7 +294,7 @@ func TestMesh(t *testing.T) {
 		t.Logf("the client calling A every 20 ms while the agent of its node restarted: %s", strings.TrimSpace(string(loopOut)))
 		var out string
 		_ = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-			out = get(t, ns, "client", urlOf(podA, "/hello"))
+			out = get(t, ns, "client", urlOf(podA, "/hello")) //nolint:contextcheck // bounded by the test's context
 			return strings.HasPrefix(out, "status: 200"), nil
 		})
 		if !strings.HasPrefix(out, "status: 200") {
@@ -448,7 +448,7 @@ func waitAgentEvent(t testing.TB, agent *corev1.Pod, what string, match func(aud
 	var found *audit.Event
 	var seen []audit.Event
 	_ = wait.PollUntilContextTimeout(t.Context(), 300*time.Millisecond, 20*time.Second, true, func(context.Context) (bool, error) {
-		seen = agentEvents(t, agent)
+		seen = agentEvents(t, agent) //nolint:contextcheck // bounded by the test's context
 		for i := range seen {
 			if match(seen[i]) {
 				found = &seen[i]
