@@ -153,6 +153,24 @@ func TestMesh(t *testing.T) {
 	plainServer := waitPod(t, plain, "plain-server", 2*time.Minute, ready)
 	waitPod(t, plain, "plain-client", 2*time.Minute, ready)
 
+	t.Run("the agents' metrics count the connections and the tunnel's opening", func(t *testing.T) {
+		for node, want := range map[string][]string{
+			first:  {`kzero_mesh_connections_total{decision="outbound-tunnel"}`, "kzero_mesh_tunnel_open_seconds_count"},
+			second: {`kzero_mesh_connections_total{decision="inbound-tunnel"}`, `kzero_mesh_bytes_total{direction="inbound"`},
+		} {
+			p := agentOf(node)
+			out, err := kube.NodeExec(t.Context(), node, "curl", "-sS", "--max-time", "5", "http://"+net.JoinHostPort(p.Status.PodIP, "15020")+"/metrics")
+			if err != nil {
+				t.Fatalf("the metrics of the agent of %s: %v", node, err)
+			}
+			for _, series := range want {
+				if !strings.Contains(string(out), series) {
+					t.Errorf("the agent of %s serves no %s", node, series)
+				}
+			}
+		}
+	})
+
 	t.Run("with kzero off, the same marker is plain text on the wire", func(t *testing.T) {
 		target := plainServer
 		marker := "kzero-marker-" + strconv.FormatInt(time.Now().UnixNano(), 36)
