@@ -86,51 +86,6 @@ func (r resolver) Resolve(_ context.Context, dst netip.AddrPort) (mesh.Destinati
 	return mesh.Destination{Mesh: true, Endpoint: netip.AddrPortFrom(r.server, redirect.TunnelPort), ID: r.id, Addr: dst}, nil
 }
 
-// upper serves, in netns on port, each connection with what it reads
-// upper-cased, until the peer half-closes.
-func upper(t *testing.T, netns string, port int) {
-	t.Helper()
-	ln, err := redirect.ListenIn(netns, fmt.Sprintf("0.0.0.0:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				_, _ = c.Write(bytes.ToUpper(b))
-			}()
-		}
-	}()
-}
-
-// call connects from netns to dst (with mark, as the agent's own sockets
-// are, it is not captured), sends msg, half-closes and returns the answer.
-// A reset can end it while it connects as well as after.
-func call(t *testing.T, netns string, dst netip.AddrPort, mark uint32, msg string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	c, err := redirect.DialIn(ctx, netns, dst, mark)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return "", err
-	}
-	_ = c.(*net.TCPConn).CloseWrite()
-	b, err := io.ReadAll(c)
-	return string(b), err
-}
-
 // sniff records every frame on dev in netns until the returned function
 // is called, which returns them: a raw packet socket, as tcpdump opens.
 func sniff(t *testing.T, netns, dev string) func() []byte {
@@ -270,15 +225,15 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 	clientPod := start(client, web, &clientEvents, mesh.Strict)
 	serverPod := start(server, orders, &serverEvents, mesh.Strict)
 	t.Cleanup(func() { _ = serverPod.Close() })
-	upper(t, server.Path, 8080)
-	upper(t, server.Path, 8081)
-	upper(t, server.Path, 8082)
-	upper(t, client.Path, 9090)
+	netnstest.Upper(t, server.Path, 8080)
+	netnstest.Upper(t, server.Path, 8081)
+	netnstest.Upper(t, server.Path, 8082)
+	netnstest.Upper(t, client.Path, 9090)
 
 	t.Run("an allowed call goes through the tunnel, and no plain text crosses the wire", func(t *testing.T) {
 		marker := fmt.Sprintf("kzero-marker-%d", time.Now().UnixNano())
 		stop := sniff(t, server.Path, server.Dev)
-		got, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, marker)
+		got, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, marker)
 		wire := stop()
 		if err != nil || got != strings.ToUpper(marker) {
 			t.Fatalf("the call: %q, %v; want the upper-cased marker", got, err)
@@ -310,7 +265,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 
 	t.Run("a denied call is reset at once, and says why", func(t *testing.T) {
 		start := time.Now()
-		_, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8081), 0, "hello")
+		_, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8081), 0, "hello")
 		t.Logf("the denied call ended in %s: %v", time.Since(start).Round(time.Millisecond), err)
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("the denied call: %v, want a connection reset", err)
@@ -325,7 +280,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 	t.Run("plain text from outside the mesh is refused in strict mode", func(t *testing.T) {
 		// Marked: it leaves the server's namespace uncaptured, as from a
 		// pod that is not enrolled.
-		_, err := call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
+		_, err := netnstest.Call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("plain text to a strict pod: %v, want a reset", err)
 		}
@@ -380,7 +335,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 
 	t.Run("plain text is let through, and reported, in permissive mode", func(t *testing.T) {
 		clientPod = start(client, web, &clientEvents, mesh.Permissive)
-		got, err := call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
+		got, err := netnstest.Call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
 		if err != nil || got != "HELLO" {
 			t.Fatalf("plain text to a permissive pod: %q, %v", got, err)
 		}
@@ -392,7 +347,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 		// connection reaches the listener directly.
 		for _, port := range []uint16{redirect.OutboundPort, redirect.InboundPort} {
 			dst := netip.AddrPortFrom(client.IP, port)
-			_, err := call(t, client.Path, dst, 0, "hello")
+			_, err := netnstest.Call(t, client.Path, dst, 0, "hello")
 			if !errors.Is(err, syscall.ECONNRESET) {
 				t.Errorf("a call from inside the pod to %s: %v, want a reset", dst, err)
 			}
@@ -409,7 +364,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 		if out, err := exec.CommandContext(t.Context(), "ip", "-n", server.Name, "route", "add", foreign.String()+"/32", "via", client.IP.String()).CombinedOutput(); err != nil {
 			t.Fatalf("ip route: %v: %s", err, out)
 		}
-		_, err := call(t, server.Path, netip.AddrPortFrom(foreign, 9090), redirect.Mark, "hello")
+		_, err := netnstest.Call(t, server.Path, netip.AddrPortFrom(foreign, 9090), redirect.Mark, "hello")
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("plain text to %s through the permissive pod: %v, want a reset", foreign, err)
 		}
@@ -426,7 +381,7 @@ func TestPodsTalkThroughTheTunnelOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		stop := sniff(t, server.Path, server.Dev)
-		got, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8082), 0, "plain words")
+		got, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8082), 0, "plain words")
 		if err != nil || got != "PLAIN WORDS" {
 			t.Fatalf("a call outside the mesh: %q, %v", got, err)
 		}

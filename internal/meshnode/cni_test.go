@@ -43,9 +43,9 @@ func TestPluginCapturesPods(t *testing.T) {
 	e.enrolled.set("shop", mesh.Strict)
 	e.enrolled.set("kube-system", mesh.Strict) // never enrolled, whatever the namespaces say
 	socket := e.serveCNI(t)
-	upper(t, server.Path, 8080)
-	upper(t, server.Path, 8081)
-	upper(t, client.Path, 9090)
+	netnstest.Upper(t, server.Path, 8080)
+	netnstest.Upper(t, server.Path, 8081)
+	netnstest.Upper(t, client.Path, 9090)
 
 	// leftNothing checks that a refused ADD left the pod's namespace as
 	// it was.
@@ -195,7 +195,7 @@ func TestPluginCapturesPods(t *testing.T) {
 		// Until both pods' SVIDs are signed, in the background, calls
 		// are reset: try until they are.
 		eventually(t, "shop/web calls shop/orders on 8080", func() error {
-			got, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, "hello orders")
+			got, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, "hello orders")
 			if err == nil && got != "HELLO ORDERS" {
 				err = errors.New("answered " + got)
 			}
@@ -219,7 +219,7 @@ func TestPluginCapturesPods(t *testing.T) {
 	})
 
 	t.Run("a denied call is reset, and audited", func(t *testing.T) {
-		_, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8081), 0, "hello")
+		_, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8081), 0, "hello")
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("a call to port 8081: %v, want a reset", err)
 		}
@@ -239,7 +239,7 @@ func TestPluginCapturesPods(t *testing.T) {
 	t.Run("plain text from outside the mesh is refused in strict mode, and audited", func(t *testing.T) {
 		// Marked: it leaves shop/orders's namespace uncaptured, as from
 		// a pod outside the mesh.
-		_, err := call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
+		_, err := netnstest.Call(t, server.Path, netip.AddrPortFrom(client.IP, 9090), redirect.Mark, "hello")
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("plain text to shop/web: %v, want a reset", err)
 		}
@@ -275,7 +275,7 @@ func TestPluginCapturesPods(t *testing.T) {
 			t.Errorf("after a DEL of shop/web, Pods() = %v, want %v", got, want)
 		}
 		for _, port := range []uint16{redirect.OutboundPort, redirect.InboundPort, redirect.TunnelPort} {
-			if _, err := call(t, client.Path, netip.AddrPortFrom(client.IP, port), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
+			if _, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(client.IP, port), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("connecting to port %d in shop/web's namespace: %v, want refused: its listeners are closed", port, err)
 			}
 		}
@@ -297,16 +297,16 @@ func TestPluginCapturesPods(t *testing.T) {
 			t.Error("Run's end removed shop/orders's rules")
 		}
 		for _, port := range []uint16{redirect.OutboundPort, redirect.InboundPort, redirect.TunnelPort} {
-			if _, err := call(t, server.Path, netip.AddrPortFrom(server.IP, port), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
+			if _, err := netnstest.Call(t, server.Path, netip.AddrPortFrom(server.IP, port), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("connecting to port %d in shop/orders's namespace: %v, want refused: its listeners are closed", port, err)
 			}
 		}
 		// Fail closed: the pods' connections are refused, not let
 		// through unprotected, until the agent is back.
-		if _, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, "hello"); !errors.Is(err, syscall.ECONNREFUSED) {
+		if _, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), 0, "hello"); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("a call from shop/web with no agent: %v, want refused", err)
 		}
-		if _, err := call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), redirect.Mark, "hello"); !errors.Is(err, syscall.ECONNREFUSED) {
+		if _, err := netnstest.Call(t, client.Path, netip.AddrPortFrom(server.IP, 8080), redirect.Mark, "hello"); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("plain text to shop/orders with no agent: %v, want refused", err)
 		}
 	})

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -32,6 +31,7 @@ import (
 	"kzero.dev/kzero/internal/meshpolicy"
 	"kzero.dev/kzero/internal/policy"
 	"kzero.dev/kzero/internal/redirect"
+	"kzero.dev/kzero/internal/redirect/netnstest"
 )
 
 var td = spiffeid.RequireTrustDomainFromString("cluster.local")
@@ -533,51 +533,6 @@ func installed(t *testing.T, netns string) bool {
 	return ok
 }
 
-// upper serves, in netns on port, each connection with what it reads
-// upper-cased, until the peer half-closes.
-func upper(t *testing.T, netns string, port uint16) {
-	t.Helper()
-	ln, err := redirect.ListenIn(netns, fmt.Sprintf("0.0.0.0:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				_, _ = c.Write(bytes.ToUpper(b))
-			}()
-		}
-	}()
-}
-
-// call connects from netns to dst (with mark, as the agent's own sockets
-// are, it is not captured), sends msg, half-closes and returns the
-// answer.
-func call(t *testing.T, netns string, dst netip.AddrPort, mark uint32, msg string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
-	defer cancel()
-	c, err := redirect.DialIn(ctx, netns, dst, mark)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(waitFor))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return "", err
-	}
-	_ = c.(*net.TCPConn).CloseWrite()
-	b, err := io.ReadAll(c)
-	return string(b), err
-}
-
 // callFrom is call from the address from, not captured on its way out.
 func callFrom(t *testing.T, netns string, from netip.Addr, dst netip.AddrPort, msg string) (string, error) {
 	t.Helper()
@@ -591,14 +546,7 @@ func callFrom(t *testing.T, netns string, from netip.Addr, dst netip.AddrPort, m
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(waitFor))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return "", err
-	}
-	_ = c.(*net.TCPConn).CloseWrite()
-	b, err := io.ReadAll(c)
-	return string(b), err
+	return netnstest.Exchange(c, msg)
 }
 
 // sleeper starts a process in the network namespace name, a stand-in for

@@ -47,8 +47,8 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 	node := netip.AddrFrom4([4]byte{pod.IP.As4()[0], pod.IP.As4()[1], pod.IP.As4()[2], 254})
 	ip(t, "-n", outside.Name, "addr", "add", node.String()+"/24", "dev", outside.Dev)
 	ip(t, "-n", pod.Name, "route", "add", "default", "via", node.String())
-	upper(t, pod.Path, 9090)
-	upper(t, outside.Path, 8082)
+	netnstest.Upper(t, pod.Path, 9090)
+	netnstest.Upper(t, outside.Path, 8082)
 	e.run(t)
 
 	captured := func(t *testing.T, want ...string) {
@@ -81,7 +81,7 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 		// Until its SVID is signed, the event names no source: try
 		// until it does.
 		eventually(t, "a passthrough audited with billing/api's SPIFFE ID", func() error {
-			got, err := call(t, pod.Path, dst, 0, "plain words")
+			got, err := netnstest.Call(t, pod.Path, dst, 0, "plain words")
 			if err != nil || got != "PLAIN WORDS" {
 				return fmt.Errorf("a call outside the mesh: %q, %w", got, err)
 			}
@@ -100,7 +100,7 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 	})
 
 	t.Run("plain text into a strict pod is refused", func(t *testing.T) {
-		_, err := call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello")
+		_, err := netnstest.Call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello")
 		if !errors.Is(err, syscall.ECONNRESET) {
 			t.Errorf("plain text to billing/api: %v, want a reset", err)
 		}
@@ -117,7 +117,7 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 		e.enrolled.set("billing", mesh.Permissive)
 		e.reconcile()
 		eventually(t, "plain text let in", func() error {
-			got, err := call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello")
+			got, err := netnstest.Call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello")
 			if err == nil && got != "HELLO" {
 				err = errors.New("answered " + got)
 			}
@@ -136,7 +136,7 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 		e.enrolled.set("billing", mesh.Strict)
 		e.reconcile()
 		eventually(t, "plain text refused again", func() error {
-			if _, err := call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello"); !errors.Is(err, syscall.ECONNRESET) {
+			if _, err := netnstest.Call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello"); !errors.Is(err, syscall.ECONNRESET) {
 				return fmt.Errorf("plain text to billing/api: %w, want a reset", err)
 			}
 			return nil
@@ -150,11 +150,11 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 		e.reconcile()
 		rules(t, false)
 		captured(t)
-		got, err := call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello")
+		got, err := netnstest.Call(t, outside.Path, netip.AddrPortFrom(pod.IP, 9090), 0, "hello")
 		if err != nil || got != "HELLO" {
 			t.Errorf("plain text to billing/api out of the mesh: %q, %v", got, err)
 		}
-		if _, err := call(t, pod.Path, netip.AddrPortFrom(pod.IP, redirect.InboundPort), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
+		if _, err := netnstest.Call(t, pod.Path, netip.AddrPortFrom(pod.IP, redirect.InboundPort), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("connecting to the inbound port in billing/api's namespace: %v, want refused: its listeners are closed", err)
 		}
 	})

@@ -612,19 +612,7 @@ func BenchmarkAgentMemory(b *testing.B) {
 	for range b.N {
 		// The most over 30 s: the SVIDs of the test's short lifetime are
 		// renewed meanwhile, and the heap between two collections varies.
-		var most map[string]int64
-		for i := range 7 {
-			if i > 0 {
-				time.Sleep(5 * time.Second)
-			}
-			m, err := agentMemory(node, false)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if m["VmRSS"] > most["VmRSS"] {
-				most = m
-			}
-		}
+		most := mostMemory(b, node, 7)
 		b.ReportMetric(float64(most["VmRSS"])/(1<<20), "agent-RSS-MiB")
 		b.ReportMetric(float64(most["RssAnon"])/(1<<20), "anon-MiB")
 		b.ReportMetric(float64(most["RssFile"])/(1<<20), "file-MiB")
