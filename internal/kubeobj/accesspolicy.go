@@ -28,16 +28,38 @@ type AccessPolicyList struct {
 	Items           []AccessPolicy `json:"items"`
 }
 
-// DeepCopyObject implements runtime.Object. The spec's rules nest maps and
-// lists several levels deep: it is copied through JSON, which the agent
-// does only when a policy changes.
+// DeepCopy copies the policy. The spec's rules nest maps and lists
+// several levels deep: it is copied through JSON, which the agent does
+// only when a policy changes.
+func (in *AccessPolicy) DeepCopy() *AccessPolicy {
+	if in == nil {
+		return nil
+	}
+	out := &AccessPolicy{TypeMeta: in.TypeMeta, ObjectMeta: *in.ObjectMeta.DeepCopy()}
+	copyJSON(&in.Spec, &out.Spec)
+	return out
+}
+
+// DeepCopyObject implements runtime.Object.
 func (in *AccessPolicy) DeepCopyObject() runtime.Object {
 	if in == nil {
 		return nil
 	}
-	out := &AccessPolicy{TypeMeta: in.TypeMeta}
-	out.ObjectMeta = *in.ObjectMeta.DeepCopy()
-	copyJSON(&in.Spec, &out.Spec)
+	return in.DeepCopy()
+}
+
+// DeepCopy copies the list.
+func (in *AccessPolicyList) DeepCopy() *AccessPolicyList {
+	if in == nil {
+		return nil
+	}
+	out := &AccessPolicyList{TypeMeta: in.TypeMeta, ListMeta: *in.ListMeta.DeepCopy()}
+	if in.Items != nil {
+		out.Items = make([]AccessPolicy, len(in.Items))
+		for i := range in.Items {
+			out.Items[i] = *in.Items[i].DeepCopy()
+		}
+	}
 	return out
 }
 
@@ -46,15 +68,7 @@ func (in *AccessPolicyList) DeepCopyObject() runtime.Object {
 	if in == nil {
 		return nil
 	}
-	out := &AccessPolicyList{TypeMeta: in.TypeMeta}
-	out.ListMeta = *in.ListMeta.DeepCopy()
-	if in.Items != nil {
-		out.Items = make([]AccessPolicy, len(in.Items))
-		for i := range in.Items {
-			out.Items[i] = *in.Items[i].DeepCopyObject().(*AccessPolicy) //nolint:forcetypeassert // its own type
-		}
-	}
-	return out
+	return in.DeepCopy()
 }
 
 // Policy returns the AccessPolicy in the API's type, for the compiler.
