@@ -38,7 +38,16 @@ type MeshConfig struct {
 	// MetricsAddr is where the agent serves its Prometheus metrics,
 	// host:port; "" means none.
 	MetricsAddr string
+	// Chain, if set, installs and chains the CNI plugin (cni.Install);
+	// the agent calls it every ChainInterval, so that a pod network that
+	// rewrites the node's network configuration does not drop kzero-cni
+	// for long.
+	Chain func() error
 }
+
+// ChainInterval is how often the agent checks that its CNI plugin is
+// chained.
+const ChainInterval = 30 * time.Second
 
 // meshParts are the mesh's pieces of the agent.
 type meshParts struct {
@@ -121,6 +130,7 @@ func (a *Agent) runMesh(ctx context.Context) error {
 		m.resolver.Run,
 		m.watcher.Run,
 		m.serveMetrics,
+		a.keepChained,
 		func(ctx context.Context) error {
 			if !cache.WaitForCacheSync(ctx.Done(), a.pods.HasSynced, a.namespaces.HasSynced, m.resolver.HasSynced) {
 				return ctx.Err()
@@ -133,6 +143,27 @@ func (a *Agent) runMesh(ctx context.Context) error {
 				func(ctx context.Context) error { return a.writeEnrolled(ctx, trigger) },
 			)
 		})
+}
+
+// keepChained calls Chain every ChainInterval until ctx ends.
+func (a *Agent) keepChained(ctx context.Context) error {
+	chain := a.mesh.cfg.Chain
+	if chain == nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	t := time.NewTicker(ChainInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if err := chain(); err != nil {
+				a.cfg.Log.Error("checking that kzero-cni is chained failed: new pods of enrolled namespaces may start uncaptured until it is", "error", err)
+			}
+		}
+	}
 }
 
 // writeEnrolled keeps the plugin's list of enrolled namespaces current,

@@ -94,7 +94,8 @@ the SPIFFE Workload API to the pods of the node:
 
 It is also the node's mesh (docs/mesh.md), unless --no-mesh: it installs
 its chained CNI plugin (--cni-binary) in --cni-bin-dir and chains it after
-the pod network's plugin in the first .conflist of --cni-conf-dir; for
+the pod network's plugin in the first .conflist of --cni-conf-dir (and
+checks every 30s that it still is); for
 every pod of an enrolled namespace, which the plugin tells it of before the
 pod's containers start (or which it finds running), it installs capture
 rules and opens listeners inside the pod's network namespace, and carries
@@ -238,8 +239,9 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 		NodeName: set.node, TrustDomain: set.td, AuthorityURL: set.url, AuthorityID: set.authorityID,
 		BundleFile: f.bundleFile, TokenFile: f.tokenFile, SocketPath: f.socket, Kube: kube, Log: log,
 	}
+	chain := func() error { return cni.Install(f.cniBinary, f.cniBinDir, f.cniConfDir, nil) }
 	if !f.noMesh {
-		acfg.Mesh = &agent.MeshConfig{Audit: cmd.OutOrStdout(), MetricsAddr: f.metricsAddr}
+		acfg.Mesh = &agent.MeshConfig{Audit: cmd.OutOrStdout(), MetricsAddr: f.metricsAddr, Chain: chain}
 	}
 	a, err := agent.New(acfg)
 	if err != nil {
@@ -248,7 +250,7 @@ func runAgent(cmd *cobra.Command, f agentFlags) error {
 	if !f.noMesh {
 		// Chained before the agent serves the plugin: a pod made in
 		// between waits (the plugin finds no agent) and is tried again.
-		if err := cni.Install(f.cniBinary, f.cniBinDir, f.cniConfDir, nil); err != nil {
+		if err := chain(); err != nil {
 			return err
 		}
 		log.Info("kzero-cni is installed and chained", "binDir", f.cniBinDir, "confDir", f.cniConfDir)
