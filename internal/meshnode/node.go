@@ -83,8 +83,8 @@ type Config struct {
 	OutboundPort, InboundPort, TunnelPort uint16
 }
 
-// Node is the mesh of one node. Make it with New, then Run it; Add and
-// Del serve the CNI plugin.
+// Node is the mesh of one node. Make it with New, then Run it (which
+// reconciles) and ServeCNI (which serves the plugin).
 type Node struct {
 	cfg   Config
 	svids *svids
