@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kzero.dev/kzero/internal/audit"
 	"kzero.dev/kzero/internal/authority"
@@ -42,7 +44,16 @@ func TestPodAdmission(t *testing.T) {
 	dryRun := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 
 	t.Run("a hostPath pod in an enrolled namespace is refused, and told why", func(t *testing.T) {
-		_, err := kube.Client.CoreV1().Pods(enrolled).Create(t.Context(), hostPathPod(), dryRun)
+		// kube-apiserver matches webhooks against its own informers' copy
+		// of the webhook configurations and of the namespaces' labels,
+		// which may lag the writes just made by a moment (seen in CI: a
+		// pod admitted right after the namespace was labeled): ask until
+		// the webhook is called, for a few seconds at most.
+		var err error
+		_ = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err = kube.Client.CoreV1().Pods(enrolled).Create(ctx, hostPathPod(), dryRun)
+			return err != nil, nil
+		})
 		want := fmt.Sprintf(`admission webhook "pod-admission.kzero.dev" denied the request: pod %s/debug mounts the node's filesystem (hostPath /run/kzero/agent as volume "host"): enrolled namespaces refuse hostPath volumes`, enrolled)
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "run the pod in a namespace that is not enrolled") {
 			t.Fatalf("create: %v\nwant Forbidden: %s...", err, want)
