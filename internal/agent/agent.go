@@ -69,8 +69,11 @@ type Agent struct {
 	// the authorities that verify the authority.
 	trustBundles cache.SharedIndexInformer
 	server       *workloadapi.Server
-	mesh         *meshParts // nil without Config.Mesh
-	started      atomic.Bool
+	// bundles are the trust domain's, as last fetched from the authority:
+	// what the Workload API serves and the mesh verifies peers with.
+	bundles *workloadapi.Bundles
+	mesh    *meshParts // nil without Config.Mesh
+	started atomic.Bool
 }
 
 // New checks cfg and sets the agent up; it makes no request and opens no
@@ -128,7 +131,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a := &Agent{
-		cfg: cfg, client: client, pods: pods, namespaces: namespaces, trustBundles: ctbs, server: server,
+		cfg: cfg, client: client, pods: pods, namespaces: namespaces, trustBundles: ctbs, server: server, bundles: bundles,
 	}
 	if cfg.Mesh != nil {
 		if a.mesh, err = a.newMesh(att); err != nil {

@@ -96,7 +96,7 @@ func (a *Agent) newMesh(att *podattest.Attestor) (*meshParts, error) {
 	}
 	m.node, err = meshnode.New(meshnode.Config{
 		TrustDomain: a.cfg.TrustDomain, Pods: a.pods, Enrolled: meshEnrollment(store),
-		Signer: a.client, Bundle: bundleSource{c: a.client}, Resolver: m.resolver, Workload: m.resolver.Workload,
+		Signer: a.client, Bundle: a.bundles, Resolver: m.resolver, Workload: m.resolver.Workload,
 		Policies: m.policies, Metrics: metrics, ProcRoot: a.cfg.ProcRoot, PodOf: att.PodOf, Log: a.cfg.Log.With("part", "mesh"),
 		Audit: func(e audit.Event) {
 			if err := rec.Record(e); err != nil {

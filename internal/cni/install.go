@@ -21,31 +21,33 @@ func Install(binary, binDir, confDir string, entry map[string]any) error {
 	if err := copyFile(binary, filepath.Join(binDir, PluginType)); err != nil {
 		return fmt.Errorf("cni: installing the plugin in %s: %w", binDir, err)
 	}
-	conf, err := primaryConfig(confDir)
-	if err != nil {
-		return err
-	}
-	data, err := os.ReadFile(conf) //nolint:gosec // the node's own configuration
-	if err != nil {
-		return fmt.Errorf("cni: %w", err)
-	}
-	chained, changed, err := Chain(data, entry)
-	if err != nil {
-		return fmt.Errorf("cni: %s: %w", conf, err)
-	}
-	if !changed {
-		return nil
-	}
-	if err := writeFile(conf, chained, modeOf(conf)); err != nil {
-		return fmt.Errorf("cni: chaining the plugin in %s: %w", conf, err)
-	}
-	return nil
+	return rewrite(confDir, "chaining", func(data []byte) ([]byte, bool, error) { return Chain(data, entry) })
 }
 
 // Unchain removes the plugin from the node's network configuration (the
 // first .conflist of confDir), for when kzero leaves the cluster: pods of
 // namespaces that were enrolled start again without it.
 func Unchain(confDir string) error {
+	return rewrite(confDir, "unchaining", func(data []byte) ([]byte, bool, error) {
+		list, err := decodeList(data)
+		if err != nil {
+			return nil, false, err
+		}
+		plugins, _ := list["plugins"].([]any)
+		kept := withoutPlugin(plugins)
+		if len(kept) == len(plugins) {
+			return nil, false, nil
+		}
+		list["plugins"] = kept
+		out, err := json.MarshalIndent(list, "", "  ")
+		return append(out, '\n'), true, err
+	})
+}
+
+// rewrite applies change to the node's network configuration, the
+// runtime's (primaryConfig), and writes what it returns, whole, when it
+// says that changed anything. what names the change in errors.
+func rewrite(confDir, what string, change func([]byte) ([]byte, bool, error)) error {
 	conf, err := primaryConfig(confDir)
 	if err != nil {
 		return err
@@ -54,32 +56,25 @@ func Unchain(confDir string) error {
 	if err != nil {
 		return fmt.Errorf("cni: %w", err)
 	}
-	list, err := decodeList(data)
+	out, changed, err := change(data)
 	if err != nil {
 		return fmt.Errorf("cni: %s: %w", conf, err)
 	}
-	plugins, _ := list["plugins"].([]any)
-	kept := slices.DeleteFunc(slices.Clone(plugins), func(p any) bool {
+	if !changed {
+		return nil
+	}
+	if err := writeFile(conf, out, modeOf(conf)); err != nil {
+		return fmt.Errorf("cni: %s the plugin in %s: %w", what, conf, err)
+	}
+	return nil
+}
+
+// withoutPlugin is plugins without kzero-cni's entries.
+func withoutPlugin(plugins []any) []any {
+	return slices.DeleteFunc(slices.Clone(plugins), func(p any) bool {
 		m, ok := p.(map[string]any)
 		return ok && m["type"] == PluginType
 	})
-	if len(kept) == len(plugins) {
-		return nil
-	}
-	list["plugins"] = kept
-	out, err := json.MarshalIndent(list, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFile(conf, append(out, '\n'), modeOf(conf))
-}
-
-// modeOf is the permission bits of path, 0644 if it cannot be read.
-func modeOf(path string) os.FileMode {
-	if st, err := os.Stat(path); err == nil {
-		return st.Mode().Perm()
-	}
-	return 0o644
 }
 
 // primaryConfig is the network configuration the runtime uses: the first
@@ -128,13 +123,9 @@ func Chain(data []byte, entry map[string]any) ([]byte, bool, error) {
 		e[k] = v
 	}
 	e["type"] = PluginType
-	kept := make([]any, 0, len(plugins)+1)
-	for _, p := range plugins {
-		if m, ok := p.(map[string]any); ok && m["type"] == PluginType {
-			continue
-		}
-		kept = append(kept, p)
-	}
+	// Compare as JSON values, so that formatting alone is no change.
+	was, _ := json.Marshal(list) //nolint:errchkjson // decoded JSON
+	kept := withoutPlugin(plugins)
 	if len(kept) == 0 {
 		return nil, false, errors.New("no plugin but kzero-cni: it chains after the pod network's plugin, which must come first")
 	}
@@ -144,10 +135,7 @@ func Chain(data []byte, entry map[string]any) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	// Compare as JSON values, so that formatting alone is no change.
-	before, _ := decodeList(data)  //nolint:errcheck // decoded above
-	was, _ := json.Marshal(before) //nolint:errchkjson // decoded JSON
-	now, _ := json.Marshal(list)   //nolint:errchkjson // decoded JSON
+	now, _ := json.Marshal(list) //nolint:errchkjson // decoded JSON
 	return append(out, '\n'), !bytes.Equal(was, now), nil
 }
 
@@ -229,4 +217,12 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// modeOf is the permission bits of path, 0644 if it cannot be read.
+func modeOf(path string) os.FileMode {
+	if st, err := os.Stat(path); err == nil {
+		return st.Mode().Perm()
+	}
+	return 0o644
 }

@@ -206,18 +206,19 @@ var errUnknownPod = errors.New("the API server has not shown this pod to the age
 
 // waitPod waits for the node's pods to show uid, up to wait.
 func (n *Node) waitPod(ctx context.Context, uid types.UID, wait time.Duration) (*kubeobj.Pod, error) {
-	deadline := time.Now().Add(wait)
+	timeout := time.After(wait)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if p, ok := n.cfg.Pods.PodByUID(uid); ok {
 			return p, nil
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("pod UID %s: %w", uid, errUnknownPod)
-		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-timeout:
+			return nil, fmt.Errorf("pod UID %s: %w", uid, errUnknownPod)
+		case <-tick.C:
 		}
 	}
 }

@@ -71,11 +71,8 @@ func (s *svids) release(e *svidEntry) {
 	}
 }
 
-// maxRetry is the longest wait before signing again after failures.
-const maxRetry = time.Minute
-
 // renew signs e's SVID, then again at half life, and after a failure
-// after 1s, doubling up to maxRetry, until ctx ends.
+// after workloadapi.RetryAfter, until ctx ends.
 func (s *svids) renew(ctx context.Context, e *svidEntry) {
 	failures := 0
 	for {
@@ -88,7 +85,7 @@ func (s *svids) renew(ctx context.Context, e *svidEntry) {
 			return
 		case err != nil:
 			failures++
-			wait = min(time.Second<<min(failures-1, 6), maxRetry)
+			wait = workloadapi.RetryAfter(failures)
 			s.log.Warn("getting a pod's X.509-SVID signed for the mesh failed", "id", e.id.String(), "retryIn", wait, "error", err)
 		default:
 			failures = 0

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -52,6 +53,18 @@ func (b *Bundles) Set(bundles ...*spiffebundle.Bundle) error {
 	close(b.changed)
 	b.changed = make(chan struct{})
 	return nil
+}
+
+// GetX509BundleForTrustDomain implements x509bundle.Source with the
+// bundles the server hands out, from memory: the mesh verifies its peers
+// with the same authorities the workloads get.
+func (b *Bundles) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	set, _ := b.snapshot()
+	sb, ok := set.bundles[td]
+	if !ok {
+		return nil, fmt.Errorf("workloadapi: no bundle of trust domain %s yet", td.Name())
+	}
+	return sb.GetX509BundleForTrustDomain(td)
 }
 
 // snapshot returns the current bundles and a channel closed when they

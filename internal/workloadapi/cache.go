@@ -22,6 +22,12 @@ import (
 // failure doubles the wait.
 const maxRetry = time.Minute
 
+// RetryAfter is how long to wait before signing an SVID again after
+// failures in a row: a second, doubling up to maxRetry.
+func RetryAfter(failures int) time.Duration {
+	return min(time.Second<<min(max(failures, 1)-1, 6), maxRetry)
+}
+
 // cache holds one X.509-SVID per SPIFFE ID. A caller's first get makes the
 // one signature every concurrent caller of that ID waits for; sweep renews
 // SVIDs from half their life on and drops the entries nobody uses. It is
@@ -197,7 +203,7 @@ func (c *cache) fly(ctx context.Context, id spiffeid.ID, e *entry, f *flight) {
 	now := c.now()
 	if err != nil {
 		e.failures++
-		e.retryAt = now.Add(min(time.Second<<min(e.failures-1, 6), maxRetry))
+		e.retryAt = now.Add(RetryAfter(e.failures))
 		if e.svid != nil && now.Before(e.svid.notAfter) {
 			c.log.Warn("renewing an X.509-SVID failed; the current one is served until it expires",
 				"id", id.String(), "notAfter", e.svid.notAfter, "retryAt", e.retryAt, "error", err)

@@ -650,9 +650,6 @@ func agentMemory(node string, csi bool) (map[string]int64, error) {
 	return m, nil
 }
 
-// agentPID is the PID, on the machine, of the agent of node.
-func agentPID(node string) (int, error) { return agentProcess(node, false) }
-
 // agentProcess is the PID of the one kzero agent process of node (with
 // csi, of its CSI driver).
 func agentProcess(node string, csi bool) (int, error) {

@@ -603,7 +603,7 @@ func mostMemory(b *testing.B, node string, n int) map[string]int64 {
 
 // agentCPU is the CPU time (user and system) the agent of node has used.
 func agentCPU(node string) (time.Duration, error) {
-	pid, err := agentPID(node)
+	pid, err := agentProcess(node, false)
 	if err != nil {
 		return 0, err
 	}
