@@ -422,10 +422,13 @@ func TestPodIdentityWebhook(t *testing.T) {
 		}
 		auditEvent(t, b.out, requesterOf(next), audit.OutcomeSuccess)
 		// The pod sees it: podcert prints each new certificate it finds
-		// and verifies it against the projected bundle.
+		// and verifies it against the projected bundle. kubelet writes
+		// the new certificate into the volume at the pod's next sync,
+		// which comes every minute plus jitter (--sync-frequency), so
+		// allow three.
 		serial := certs[0].SerialNumber.Text(16)
 		want := "serial: " + serial + "\n"
-		err = wait.PollUntilContextTimeout(t.Context(), time.Second, time.Minute, true, func(context.Context) (bool, error) {
+		err = wait.PollUntilContextTimeout(t.Context(), time.Second, 3*time.Minute, true, func(context.Context) (bool, error) {
 			log := podLog(t, enrolled, "web") //nolint:contextcheck // podLog reads with the test's context
 			i := strings.Index(log, want)
 			return i >= 0 && strings.Contains(log[i:], "verified: "+wantID+" against bundle.pem"), nil
