@@ -149,12 +149,21 @@ func OriginalDst(c net.Conn) (netip.AddrPort, error) {
 // costs a socket(2) on that thread and a connect(2) on any, instead of a
 // thread moved in and out of the namespace (two opens, two setns(2)). It
 // is safe for concurrent use; Close it when the namespace's pod is gone.
+//
+// The thread keeps a few sockets marked with Mark made ahead (stockSize),
+// so that a dial with Mark takes one without waiting for the thread: a
+// thread locked to its goroutine runs only when the scheduler gives it a
+// processor, which under load can take a time slice (10 ms).
 type Netns struct {
-	path string
-	reqs chan socketRequest
-	stop chan struct{}
-	done chan struct{}
+	path  string
+	reqs  chan socketRequest
+	stock chan int // sockets marked with Mark, made ahead
+	stop  chan struct{}
+	done  chan struct{}
 }
+
+// stockSize is how many sockets a Netns makes ahead.
+const stockSize = 4
 
 type socketRequest struct {
 	mark  uint32
@@ -173,7 +182,7 @@ func OpenNetns(netns string) (*Netns, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redirect: open the network namespace %s: %w", netns, err)
 	}
-	n := &Netns{path: netns, reqs: make(chan socketRequest), stop: make(chan struct{}), done: make(chan struct{})}
+	n := &Netns{path: netns, reqs: make(chan socketRequest), stock: make(chan int, stockSize), stop: make(chan struct{}), done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		defer close(n.done)
@@ -186,19 +195,49 @@ func OpenNetns(netns string) (*Netns, error) {
 		if err != nil {
 			return
 		}
-		for {
-			select {
-			case <-n.stop:
-				return
-			case r := <-n.reqs:
-				r.reply <- makeSocket(r.mark)
-			}
-		}
+		n.serve()
 	}()
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("redirect: enter the network namespace %s (needs CAP_SYS_ADMIN): %w", netns, err)
 	}
 	return n, nil
+}
+
+// serve makes sockets, on the namespace's thread, until Close: on request,
+// and ahead for the stock. A socket that cannot be made ahead is made on
+// the next request instead, which says why.
+func (n *Netns) serve() {
+	next := makeSocket(Mark)
+	defer func() {
+		if next.err == nil {
+			_ = unix.Close(next.fd)
+		}
+		for {
+			select {
+			case fd := <-n.stock:
+				_ = unix.Close(fd)
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		stock := n.stock
+		if next.err != nil {
+			stock = nil // no socket in hand to stock
+		}
+		select {
+		case <-n.stop:
+			return
+		case stock <- next.fd:
+			next = makeSocket(Mark)
+		case r := <-n.reqs:
+			r.reply <- makeSocket(r.mark)
+			if next.err != nil {
+				next = makeSocket(Mark)
+			}
+		}
+	}
 }
 
 // makeSocket makes a non-blocking IPv4 TCP socket in the calling thread's
@@ -234,22 +273,14 @@ func (n *Netns) dial(ctx context.Context, addr netip.AddrPort, mark uint32) (net
 	if !addr.Addr().Is4() {
 		return nil, errors.New("only IPv4 addresses are dialled")
 	}
-	reply := make(chan socketReply, 1)
-	select {
-	case n.reqs <- socketRequest{mark: mark, reply: reply}:
-	case <-n.stop:
-		return nil, errNetnsClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	r := <-reply
-	if r.err != nil {
-		return nil, r.err
+	r, err := n.socket(ctx, mark)
+	if err != nil {
+		return nil, err
 	}
 	// Pollable: the runtime's poller waits for the connection.
 	f := os.NewFile(uintptr(r.fd), "tcp")
 	defer func() { _ = f.Close() }() // FileConn holds a duplicate
-	err := unix.Connect(r.fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()})
+	err = unix.Connect(r.fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()})
 	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		return nil, err
 	}
@@ -259,6 +290,28 @@ func (n *Netns) dial(ctx context.Context, addr netip.AddrPort, mark uint32) (net
 		}
 	}
 	return net.FileConn(f)
+}
+
+// socket is a socket of the namespace with mark: one of the stock, or one
+// the thread makes now.
+func (n *Netns) socket(ctx context.Context, mark uint32) (socketReply, error) {
+	if mark == Mark {
+		select {
+		case fd := <-n.stock:
+			return socketReply{fd: fd}, nil
+		default:
+		}
+	}
+	reply := make(chan socketReply, 1)
+	select {
+	case n.reqs <- socketRequest{mark: mark, reply: reply}:
+	case <-n.stop:
+		return socketReply{}, errNetnsClosed
+	case <-ctx.Done():
+		return socketReply{}, ctx.Err()
+	}
+	r := <-reply
+	return r, r.err
 }
 
 // waitConnected waits until the connect(2) under way on f ends, or ctx

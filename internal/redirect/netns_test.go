@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestNetnsDialsFromInside(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
+	fds := openFiles(t)
 	ns, err := redirect.OpenNetns(a.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +69,26 @@ func TestNetnsDialsFromInside(t *testing.T) {
 	if err := ns.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ns.Dial(ctx, netip.AddrPortFrom(b.IP, 7070), 0); err == nil {
-		t.Error("a dial after Close succeeded")
+	for _, mark := range []uint32{0, redirect.Mark} {
+		if _, err := ns.Dial(ctx, netip.AddrPortFrom(b.IP, 7070), mark); err == nil {
+			t.Errorf("a dial with mark %#x after Close succeeded", mark)
+		}
 	}
+	// The sockets made ahead are closed with it.
+	deadline := time.Now().Add(2 * time.Second)
+	for openFiles(t) > fds && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the listener's side of the last dials closing
+	}
+	if n := openFiles(t); n > fds {
+		t.Errorf("%d files open after Close, %d before OpenNetns", n, fds)
+	}
+}
+
+func openFiles(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
