@@ -2,8 +2,6 @@ package mesh
 
 import (
 	"fmt"
-	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,41 +69,4 @@ func (m *Metrics) carried(direction string, sent, received int64) {
 		m.bytes.WithLabelValues(direction, "sent").Add(float64(sent))
 		m.bytes.WithLabelValues(direction, "received").Add(float64(received))
 	}
-}
-
-// counted is a connection to a pod's application that counts its bytes
-// for the metrics when it closes: what the tunnel endpoint delivers.
-type counted struct {
-	net.Conn
-	m              *Metrics
-	toApp, fromApp atomic.Int64
-	closed         atomic.Bool
-}
-
-func (c *counted) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.fromApp.Add(int64(n))
-	return n, err
-}
-
-func (c *counted) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.toApp.Add(int64(n))
-	return n, err
-}
-
-// CloseWrite passes the half-close on.
-func (c *counted) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
-}
-
-func (c *counted) Close() error {
-	if c.closed.CompareAndSwap(false, true) {
-		c.m.carried("inbound", c.toApp.Load(), c.fromApp.Load())
-		c.m.carrying("inbound", -1)
-	}
-	return c.Conn.Close()
 }

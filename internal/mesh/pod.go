@@ -205,11 +205,14 @@ func Start(cfg PodConfig) (*Pod, error) {
 		SVID: cfg.SVID, Bundle: cfg.Bundle, Authorize: p.authorize, Log: cfg.Log,
 		Dial: func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 			c, err := p.ns.Dial(ctx, dst, redirect.Mark)
-			if err != nil || cfg.Metrics == nil {
-				return c, err
+			if err == nil {
+				cfg.Metrics.carrying("inbound", 1)
 			}
-			cfg.Metrics.carrying("inbound", 1)
-			return &counted{Conn: c, m: cfg.Metrics}, nil
+			return c, err
+		},
+		Carried: func(_ tunnel.Request, toApp, fromApp int64) {
+			cfg.Metrics.carrying("inbound", -1)
+			cfg.Metrics.carried("inbound", toApp, fromApp)
 		},
 	})
 	if err != nil {

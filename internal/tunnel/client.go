@@ -5,11 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,6 +16,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // ClientConfig is what a Client needs.
@@ -25,7 +26,8 @@ type ClientConfig struct {
 	SVID x509svid.Source
 	// Bundle verifies the endpoints' SVIDs.
 	Bundle x509bundle.Source
-	// DialTimeout bounds the TCP connection to an endpoint; 0: 5 s.
+	// DialTimeout bounds the TCP connection to an endpoint and its TLS
+	// handshake; 0: 5 s.
 	DialTimeout time.Duration
 	// IdleTimeout closes a pooled connection unused that long; 0: 90 s.
 	IdleTimeout time.Duration
@@ -40,23 +42,24 @@ type ClientConfig struct {
 type Client struct {
 	cfg ClientConfig
 
-	mu    sync.Mutex
-	pools map[spiffeid.ID]*http.Transport
-	// opened holds, for each endpoint and identity, a channel closed once
-	// a first stream has opened there: the streams that come meanwhile
-	// wait for it, and so share its connection instead of each making
+	mu sync.Mutex
+	// conns are the pooled connections to each endpoint and identity;
+	// dialing the ones being made, which the streams that come
+	// meanwhile wait for, so that they share it instead of each making
 	// one.
-	opened map[poolKey]chan struct{}
-	// connected holds the endpoints and identities a stream has opened
-	// to: their connection is pooled, and streams to them wait for no
-	// gate. A connection lost since is made again by the first stream
-	// that needs it.
-	connected map[poolKey]bool
+	conns   map[poolKey][]*h2conn
+	dialing map[poolKey]*dialCall
+	tls     map[spiffeid.ID]*tls.Config
 }
 
 type poolKey struct {
 	peer     spiffeid.ID
 	endpoint netip.AddrPort
+}
+
+type dialCall struct {
+	done chan struct{}
+	err  error
 }
 
 // NewClient checks cfg and returns a Client.
@@ -73,36 +76,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Dial == nil {
 		cfg.Dial = (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext
 	}
-	return &Client{cfg: cfg, pools: map[spiffeid.ID]*http.Transport{}, opened: map[poolKey]chan struct{}{}, connected: map[poolKey]bool{}}, nil
-}
-
-// pool is the transport for streams to endpoints that prove peer: one per
-// pair of identities, holding a connection per endpoint address.
-func (c *Client) pool(peer spiffeid.ID) *http.Transport {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t, ok := c.pools[peer]; ok {
-		return t
-	}
-	tc := tlsconfig.MTLSClientConfig(c.cfg.SVID, c.cfg.Bundle, tlsconfig.AuthorizeID(peer))
-	tc.MinVersion = tls.VersionTLS13
-	protocols := new(http.Protocols)
-	protocols.SetHTTP2(true)
-	t := &http.Transport{
-		DialContext:         c.cfg.Dial,
-		TLSClientConfig:     tc,
-		TLSHandshakeTimeout: c.cfg.DialTimeout,
-		Protocols:           protocols,
-		IdleConnTimeout:     c.cfg.IdleTimeout,
-		HTTP2: &http.HTTP2Config{
-			MaxReceiveBufferPerStream:     streamWindow,
-			MaxReceiveBufferPerConnection: connectionWindow,
-			PingTimeout:                   15 * time.Second,
-			SendPingTimeout:               30 * time.Second,
-		},
-	}
-	c.pools[peer] = t
-	return t
+	return &Client{cfg: cfg, conns: map[poolKey][]*h2conn{}, dialing: map[poolKey]*dialCall{}, tls: map[spiffeid.ID]*tls.Config{}}, nil
 }
 
 // Dial opens a stream to dst through the tunnel endpoint at endpoint (the
@@ -113,137 +87,204 @@ func (c *Client) Dial(ctx context.Context, endpoint netip.AddrPort, peer spiffei
 	if peer.IsZero() {
 		return nil, errors.New("tunnel: Dial needs the SPIFFE ID the endpoint must prove")
 	}
-	// The stream's life is its own: ctx only bounds its opening.
-	streamCtx, cancel := context.WithCancel(context.Background())
-	stop := context.AfterFunc(ctx, cancel)
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(streamCtx, http.MethodConnect, "https://"+endpoint.String(), pr) //nolint:contextcheck // the stream outlives ctx, which AfterFunc ties to its opening
-	if err != nil {
-		stop()
-		cancel()
-		return nil, fmt.Errorf("tunnel: %w", err)
-	}
-	req.Host = dst.String() // the CONNECT's authority: where the stream goes
-	first, wait := c.gate(poolKey{peer, endpoint})
-	if !first && wait != nil {
-		select {
-		case <-wait:
-		case <-ctx.Done():
+	key := poolKey{peer, endpoint}
+	for {
+		conn, err := c.conn(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: open a stream to %s through %s (%s): %w", dst, endpoint, peer, err)
 		}
-	}
-	resp, err := c.pool(peer).RoundTrip(req)
-	if first {
-		c.firstDone(poolKey{peer, endpoint}, wait, err == nil)
-	}
-	if !stop() {
-		err = errors.Join(err, ctx.Err())
-	}
-	if err != nil {
-		cancel()
-		_ = pw.Close()
-		if resp != nil {
-			_ = resp.Body.Close()
+		s, err := openStream(ctx, conn, dst)
+		if errors.Is(err, errConnFull) {
+			continue // the connection went away, or filled: another
 		}
-		return nil, fmt.Errorf("tunnel: open a stream to %s through %s (%s): %w", dst, endpoint, peer, err)
+		if err != nil {
+			var r *RefusedError
+			if errors.As(err, &r) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("tunnel: open a stream to %s through %s (%s): %w", dst, endpoint, peer, err)
+		}
+		return s, nil
 	}
-	if resp.StatusCode != http.StatusOK {
-		reason := resp.Header.Get(ReasonHeader)
-		_ = resp.Body.Close()
-		_ = pw.Close()
-		cancel()
-		return nil, &RefusedError{Status: resp.StatusCode, Reason: reason}
-	}
-	return &stream{body: resp.Body, w: pw, cancel: cancel, local: endpoint, remote: dst}, nil
 }
 
-// gate says whether this is the first stream to key, and returns the
-// channel closed once the first has opened (or failed); none, when a
-// stream has opened to key before.
-func (c *Client) gate(key poolKey) (bool, chan struct{}) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.connected[key] {
-		return false, nil
+// errConnFull says a pooled connection took no new stream.
+var errConnFull = errors.New("tunnel: the connection takes no more streams")
+
+// conn is a pooled connection to key with room for a stream, or a new one.
+func (c *Client) conn(ctx context.Context, key poolKey) (*h2conn, error) {
+	for {
+		c.mu.Lock()
+		for _, hc := range c.conns[key] {
+			if hc.canOpen() {
+				c.mu.Unlock()
+				return hc, nil
+			}
+		}
+		if d := c.dialing[key]; d != nil {
+			c.mu.Unlock()
+			select {
+			case <-d.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if d.err != nil {
+				return nil, d.err
+			}
+			continue
+		}
+		d := &dialCall{done: make(chan struct{})}
+		c.dialing[key] = d
+		tc := c.tlsConfigLocked(key.peer)
+		c.mu.Unlock()
+		hc, err := c.connect(ctx, key, tc)
+		c.mu.Lock()
+		delete(c.dialing, key)
+		if err == nil {
+			c.conns[key] = append(c.conns[key], hc)
+		}
+		d.err = err
+		close(d.done)
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 	}
-	if ch, ok := c.opened[key]; ok {
-		return false, ch
-	}
-	ch := make(chan struct{})
-	c.opened[key] = ch
-	return true, ch
 }
 
-// firstDone ends the first stream's wait. The gate goes with it: the
-// streams after it find the connection in the pool (or, after a failure,
-// the next one is a first again), and the map stays as small as the
-// number of endpoints being opened at the moment.
-func (c *Client) firstDone(key poolKey, ch chan struct{}, opened bool) {
+// tlsConfigLocked is the TLS configuration for endpoints that prove peer.
+func (c *Client) tlsConfigLocked(peer spiffeid.ID) *tls.Config {
+	if tc, ok := c.tls[peer]; ok {
+		return tc
+	}
+	tc := tlsconfig.MTLSClientConfig(c.cfg.SVID, c.cfg.Bundle, tlsconfig.AuthorizeID(peer))
+	tc.MinVersion = tls.VersionTLS13
+	tc.NextProtos = []string{http2.NextProtoTLS}
+	c.tls[peer] = tc
+	return tc
+}
+
+// connect makes a connection to key: TCP, mutual TLS, HTTP/2's preface
+// and SETTINGS.
+func (c *Client) connect(ctx context.Context, key poolKey, tc *tls.Config) (*h2conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	raw, err := c.cfg.Dial(ctx, "tcp", key.endpoint.String())
+	if err != nil {
+		return nil, err
+	}
+	tconn := tls.Client(raw, tc)
+	if err := tconn.HandshakeContext(ctx); err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	if p := tconn.ConnectionState().NegotiatedProtocol; p != http2.NextProtoTLS {
+		_ = tconn.Close()
+		return nil, fmt.Errorf("the endpoint speaks %q, not HTTP/2", p)
+	}
+	hc := newH2conn(tconn, false, c.cfg.IdleTimeout)
+	hc.onClose = func(hc *h2conn) { c.forget(key, hc) }
+	if err := hc.start(); err != nil {
+		hc.close(err)
+		return nil, err
+	}
+	return hc, nil
+}
+
+// forget takes a connection that has ended out of the pool.
+func (c *Client) forget(key poolKey, hc *h2conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.opened[key] == ch {
-		delete(c.opened, key)
+	conns := c.conns[key]
+	for i, x := range conns {
+		if x == hc {
+			conns = append(conns[:i], conns[i+1:]...)
+			break
+		}
 	}
-	if opened {
-		c.connected[key] = true
+	if len(conns) == 0 {
+		delete(c.conns, key)
+		return
 	}
-	close(ch)
+	c.conns[key] = conns
 }
 
 // CloseIdle closes the pooled connections that carry no stream.
 func (c *Client) CloseIdle() {
 	c.mu.Lock()
+	var idle []*h2conn
+	for _, conns := range c.conns {
+		for _, hc := range conns {
+			hc.mu.Lock()
+			if hc.active == 0 {
+				idle = append(idle, hc)
+			}
+			hc.mu.Unlock()
+		}
+	}
+	c.mu.Unlock()
+	for _, hc := range idle {
+		hc.closeIfIdle()
+	}
+}
+
+// canOpen says whether the connection takes another stream.
+func (c *h2conn) canOpen() bool {
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, t := range c.pools {
-		t.CloseIdleConnections()
+	return c.err == nil && !c.goAway && c.active < c.peerStreams && c.nextID < 1<<31-1
+}
+
+// openStream sends a CONNECT to dst on c and waits for its answer.
+func openStream(ctx context.Context, c *h2conn, dst netip.AddrPort) (*stream, error) {
+	// The stream's number is taken under wmu, so that streams are opened
+	// in the order of their numbers, as HTTP/2 requires.
+	c.wmu.Lock()
+	c.mu.Lock()
+	if c.err != nil || c.goAway || c.active >= c.peerStreams || c.nextID >= 1<<31-1 {
+		c.mu.Unlock()
+		c.wmu.Unlock()
+		return nil, errConnFull
 	}
-}
-
-// stream is one CONNECT stream as a net.Conn. CloseWrite ends the
-// client's half (the destination reads EOF); Close ends both.
-type stream struct {
-	body   io.ReadCloser
-	w      *io.PipeWriter
-	cancel context.CancelFunc
-	once   sync.Once
-
-	local, remote netip.AddrPort
-}
-
-func (s *stream) Read(p []byte) (int, error) {
-	n, err := s.body.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		err = fmt.Errorf("tunnel: %w", err)
+	s := c.addStreamLocked(c.nextID)
+	c.nextID += 2
+	s.response = make(chan *http2.MetaHeadersFrame, 1)
+	c.mu.Unlock()
+	block := c.encodeHeaders(
+		hpack.HeaderField{Name: ":method", Value: http.MethodConnect},
+		hpack.HeaderField{Name: ":authority", Value: dst.String()},
+	)
+	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: block, EndHeaders: true})
+	if err == nil {
+		err = c.bw.Flush()
 	}
-	return n, err
-}
-
-func (s *stream) Write(p []byte) (int, error) {
-	n, err := s.w.Write(p)
-	if errors.Is(err, io.ErrClosedPipe) {
-		err = net.ErrClosed
+	c.wmu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("%w: write: %w", errConnClosed, err)
+		c.close(err)
+		return nil, err
 	}
-	return n, err
+	var resp *http2.MetaHeadersFrame
+	select {
+	case resp = <-s.response:
+	case <-s.ended:
+		select {
+		case resp = <-s.response: // a refusal, then the stream's end
+		default:
+			return nil, s.failure()
+		}
+	case <-ctx.Done():
+		s.abort(ctx.Err(), true)
+		return nil, ctx.Err()
+	}
+	status, err := strconv.Atoi(resp.PseudoValue("status"))
+	if err != nil {
+		s.abort(err, true)
+		return nil, fmt.Errorf("the endpoint answered with a bad status %q", resp.PseudoValue("status"))
+	}
+	if status != http.StatusOK {
+		s.abort(errStreamEnded, true)
+		return nil, &RefusedError{Status: status, Reason: cleanReason(header(resp, reasonField))}
+	}
+	return s, nil
 }
-
-// CloseWrite ends what the client sends.
-func (s *stream) CloseWrite() error { return s.w.Close() }
-
-func (s *stream) Close() error {
-	s.once.Do(func() {
-		_ = s.w.Close()
-		_ = s.body.Close()
-		s.cancel()
-	})
-	return nil
-}
-
-// LocalAddr is the tunnel endpoint's address; RemoteAddr the destination.
-func (s *stream) LocalAddr() net.Addr  { return net.TCPAddrFromAddrPort(s.local) }
-func (s *stream) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(s.remote) }
-
-// Deadlines are not kept on a stream: whoever carries it bounds its life.
-func (s *stream) SetDeadline(time.Time) error      { return errNoDeadline }
-func (s *stream) SetReadDeadline(time.Time) error  { return errNoDeadline }
-func (s *stream) SetWriteDeadline(time.Time) error { return errNoDeadline }
-
-var errNoDeadline = fmt.Errorf("tunnel: a stream keeps no deadline: %w", os.ErrNoDeadline)

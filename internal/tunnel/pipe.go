@@ -20,7 +20,13 @@ var buffers = sync.Pool{New: func() any {
 // carries them: each side's half-close is passed on to the other, a
 // broken direction closes both, and both are closed once both directions
 // have ended. It returns the bytes from a to b and from b to a.
+//
+// When b is a stream of a Client, the stream carries a itself: the
+// tunnel's reader writes the peer's bytes straight to a.
 func Pipe(a, b net.Conn) (aToB, bToA int64) {
+	if s, ok := b.(*stream); ok {
+		return s.carry(a)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { aToB = copyHalf(b, a) })
 	bToA = copyHalf(a, b)

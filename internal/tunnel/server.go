@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // ServerConfig is what a Server needs.
@@ -33,6 +36,10 @@ type ServerConfig struct {
 	Dial func(ctx context.Context, dst netip.AddrPort) (net.Conn, error)
 	// DialTimeout bounds the default Dial; 0: 5 s.
 	DialTimeout time.Duration
+	// Carried, if set, is told of each stream Dial connected, once it
+	// has ended: the bytes delivered to the destination and sent back
+	// from it. It must be safe for concurrent use.
+	Carried func(req Request, toDestination, fromDestination int64)
 	// Log receives what goes wrong outside a stream's answer; nil: none.
 	Log *slog.Logger
 }
@@ -40,17 +47,19 @@ type ServerConfig struct {
 // Server is a tunnel endpoint: it accepts HBONE streams on a listener.
 type Server struct {
 	cfg ServerConfig
-	srv *http.Server
+	tls *tls.Config
+
+	mu     sync.Mutex
+	lns    map[net.Listener]struct{}
+	conns  map[*h2conn]struct{}
+	closed bool
 }
 
-// Buffers and limits of both sides. A connection carries many streams, and
-// a stream's window is its share of the connection's, so one bulk stream
-// gets the bandwidth a large window allows over the round trip.
-const (
-	streamWindow     = 4 << 20
-	connectionWindow = 16 << 20
-	maxStreams       = 1000
-)
+// handshakeTimeout bounds a connection's TLS handshake and HTTP/2 preface.
+const handshakeTimeout = 10 * time.Second
+
+// serverIdle closes a connection that has carried no stream that long.
+const serverIdle = 10 * time.Minute
 
 // NewServer checks cfg and returns a Server; Serve starts it.
 func NewServer(cfg ServerConfig) (*Server, error) {
@@ -66,10 +75,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg}
-	if s.cfg.Dial == nil {
+	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: cfg.DialTimeout}
-		s.cfg.Dial = func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+		cfg.Dial = func(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", dst.String())
 		}
 	}
@@ -77,122 +85,212 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	// handshake; whether it may reach the destination is Authorize's.
 	tc := tlsconfig.MTLSServerConfig(cfg.SVID, cfg.Bundle, tlsconfig.AuthorizeAny())
 	tc.MinVersion = tls.VersionTLS13
-	tc.NextProtos = []string{"h2"}
-	protocols := new(http.Protocols)
-	protocols.SetHTTP2(true)
-	s.srv = &http.Server{
-		Handler:           s,
-		TLSConfig:         tc,
-		Protocols:         protocols,
-		ReadHeaderTimeout: 10 * time.Second, // and the TLS handshake's
-		IdleTimeout:       10 * time.Minute,
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:          maxStreams,
-			MaxReceiveBufferPerStream:     streamWindow,
-			MaxReceiveBufferPerConnection: connectionWindow,
-			PingTimeout:                   15 * time.Second,
-			SendPingTimeout:               30 * time.Second,
-		},
-		ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
-	}
-	return s, nil
+	tc.NextProtos = []string{http2.NextProtoTLS}
+	return &Server{cfg: cfg, tls: tc, lns: map[net.Listener]struct{}{}, conns: map[*h2conn]struct{}{}}, nil
 }
 
 // Serve accepts connections on ln until Shutdown; it returns nil then.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("tunnel: serve: %w", err)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
 	}
-	return nil
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			delete(s.lns, ln)
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			return fmt.Errorf("tunnel: serve: %w", err)
+		}
+		go s.serveConn(raw)
+	}
 }
 
-// Shutdown stops accepting, and waits until the streams under way end or
-// ctx does; then it closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
+// serveConn completes a connection's TLS handshake and HTTP/2 preface, and
+// then serves its streams.
+func (s *Server) serveConn(raw net.Conn) {
+	_ = raw.SetDeadline(time.Now().Add(handshakeTimeout))
+	tconn := tls.Server(raw, s.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := tconn.HandshakeContext(ctx); err != nil {
+		s.cfg.Log.Debug("a tunnel connection failed its handshake", "peer", raw.RemoteAddr(), "error", err)
+		_ = raw.Close()
+		return
 	}
-	return err
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(tconn, preface); err != nil || string(preface) != http2.ClientPreface {
+		s.cfg.Log.Debug("a tunnel connection did not start with HTTP/2's preface", "peer", raw.RemoteAddr(), "error", err)
+		_ = tconn.Close()
+		return
+	}
+	_ = raw.SetDeadline(time.Time{})
+	src, idErr := peerID(tconn.ConnectionState())
+	c := newH2conn(tconn, true, serverIdle)
+	c.onStream = func(st *stream, f *http2.MetaHeadersFrame) { s.serveStream(st, f, src, idErr) }
+	c.onClose = func(c *h2conn) {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = tconn.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	if err := c.start(); err != nil {
+		c.close(err)
+	}
 }
 
-// ServeHTTP answers one CONNECT.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		refuse(w, http.StatusMethodNotAllowed, "a tunnel endpoint answers CONNECT only")
+// serveStream answers one stream: it checks the request, asks Authorize,
+// connects the stream to its destination, and carries it.
+func (s *Server) serveStream(st *stream, f *http2.MetaHeadersFrame, src spiffeid.ID, idErr error) {
+	if idErr != nil {
+		refuse(st, http.StatusUnauthorized, idErr.Error())
 		return
 	}
-	src, err := peerID(r.TLS)
-	if err != nil {
-		refuse(w, http.StatusUnauthorized, err.Error())
+	if m := f.PseudoValue("method"); m != http.MethodConnect {
+		refuse(st, http.StatusMethodNotAllowed, "a tunnel endpoint answers CONNECT only")
 		return
 	}
-	dst, err := netip.ParseAddrPort(r.Host)
+	authority := f.PseudoValue("authority")
+	dst, err := netip.ParseAddrPort(authority)
 	if err != nil || !dst.Addr().IsValid() || dst.Port() == 0 {
-		refuse(w, http.StatusBadRequest, fmt.Sprintf("the CONNECT's authority %q is not an ip:port", cleanReason(r.Host)))
+		refuse(st, http.StatusBadRequest, fmt.Sprintf("the CONNECT's authority %q is not an ip:port", cleanReason(authority)))
 		return
 	}
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
-	d := s.cfg.Authorize(r.Context(), Request{Source: src, Destination: dst})
+	// Deciding and connecting take DialTimeout at most.
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
+	defer cancel()
+	req := Request{Source: src, Destination: dst}
+	d := s.cfg.Authorize(ctx, req)
 	if !d.Allow {
-		refuse(w, http.StatusForbidden, d.Reason)
+		refuse(st, http.StatusForbidden, d.Reason)
 		return
 	}
-	conn, err := s.cfg.Dial(r.Context(), dst)
+	conn, err := s.cfg.Dial(ctx, dst)
 	if err != nil {
-		refuse(w, http.StatusBadGateway, fmt.Sprintf("%s cannot be reached: %v", dst, err))
+		refuse(st, http.StatusBadGateway, fmt.Sprintf("%s cannot be reached: %v", dst, err))
 		return
 	}
-	defer func() { _ = conn.Close() }()
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	if err := rc.Flush(); err != nil {
+	if err := respond(st, http.StatusOK, ""); err != nil {
+		_ = conn.Close()
+		st.abort(err, true)
+		if s.cfg.Carried != nil {
+			s.cfg.Carried(req, 0, 0)
+		}
 		return
 	}
-	splice(conn, r.Body, w, rc)
-}
-
-// splice carries a stream's bytes both ways until both directions have
-// ended: the peer's half-close becomes the destination's, and the
-// destination's end ends the stream. Each write to the stream is flushed,
-// so that an interactive protocol is not held in a buffer.
-func splice(conn net.Conn, body io.Reader, w io.Writer, rc *http.ResponseController) {
-	var wg sync.WaitGroup
-	wg.Go(func() { copyHalf(conn, body) })
-	// conn's Read and Close only: its WriteTo would copy through a buffer
-	// of its own.
-	copyHalf(flushWriter{w, rc}, struct {
-		io.Reader
-		io.Closer
-	}{conn, conn})
-	wg.Wait()
-}
-
-// flushWriter writes to a stream's response and flushes it at once.
-type flushWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
-}
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if err == nil {
-		err = f.rc.Flush()
+	cancel()
+	fromDst, toDst := st.carry(conn)
+	if s.cfg.Carried != nil {
+		s.cfg.Carried(req, toDst, fromDst)
 	}
-	return n, err
 }
 
-func refuse(w http.ResponseWriter, status int, reason string) {
+// respond sends the stream's response HEADERS: status, and the reason if
+// any; a status other than 200 ends this side of the stream with the
+// reason as its body.
+func respond(st *stream, status int, reason string) error {
+	c := st.c
+	return c.write(func() error {
+		fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(status)}}
+		if status != http.StatusOK {
+			fields = append(fields,
+				hpack.HeaderField{Name: reasonField, Value: reason},
+				hpack.HeaderField{Name: "content-type", Value: "text/plain; charset=utf-8"})
+		}
+		block := c.encodeHeaders(fields...)
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: st.id, BlockFragment: block, EndHeaders: true}); err != nil {
+			return err
+		}
+		if status == http.StatusOK {
+			return nil
+		}
+		return c.fr.WriteData(st.id, true, []byte(reason+"\n"))
+	})
+}
+
+// refuse answers a stream with status and the reason, and ends it.
+func refuse(st *stream, status int, reason string) {
 	reason = cleanReason(reason)
-	w.Header().Set(ReasonHeader, reason)
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, reason+"\n")
+	c := st.c
+	c.mu.Lock()
+	done := st.sentEnd
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	_ = respond(st, status, reason)
+	// Whatever the client still sends is of no use: it is told so.
+	st.abort(errStreamEnded, true)
+}
+
+// Shutdown stops accepting, tells each connection's peer that it takes no
+// more streams, and waits until the streams under way end or ctx does;
+// then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.lns {
+		_ = ln.Close()
+	}
+	conns := make([]*h2conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.goAwayNow(http2.ErrCodeNo, "the endpoint is shutting down")
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for busy(conns) {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for _, c := range conns {
+		c.close(fmt.Errorf("%w: the endpoint shut down", errConnClosed))
+	}
+	return ctx.Err()
+}
+
+// busy says whether a connection of conns still carries a stream.
+func busy(conns []*h2conn) bool {
+	for _, c := range conns {
+		c.mu.Lock()
+		n := c.active
+		if c.err != nil {
+			n = 0
+		}
+		c.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // peerID is the SPIFFE ID of the verified peer certificate.
-func peerID(cs *tls.ConnectionState) (spiffeid.ID, error) {
-	if cs == nil || len(cs.PeerCertificates) == 0 {
+func peerID(cs tls.ConnectionState) (spiffeid.ID, error) {
+	if len(cs.PeerCertificates) == 0 {
 		return spiffeid.ID{}, errors.New("the peer presented no X.509-SVID")
 	}
 	id, err := x509svid.IDFromCert(cs.PeerCertificates[0])

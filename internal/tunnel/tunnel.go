@@ -13,7 +13,12 @@
 // trust bundle, asks its Authorizer whether that identity may reach the
 // requested address, and then either connects the stream to it or refuses
 // the CONNECT with 403 and the reason, which the Client returns as a
-// [*RefusedError]. What carries the streams to and from the pods (the
+// [*RefusedError].
+//
+// The HTTP/2 is the package's own, over golang.org/x/net/http2's framer and
+// HPACK (h2.go says why), and holds to net/http's in the tests.
+//
+// What carries the streams to and from the pods (the
 // redirection inside each pod's network namespace) and what decides
 // (policy) are the agent's; this package knows neither Kubernetes nor
 // policy.
