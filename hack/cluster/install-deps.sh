@@ -26,6 +26,8 @@ wanted=(
 	"tcpdump:/usr/bin/tcpdump"
 	# test/meshbench: the pair of nginx mTLS proxies the mesh is measured beside.
 	"nginx:/usr/sbin/nginx"
+	# ... and its stream module, for the pair of TCP (L4) mTLS proxies.
+	"libnginx-mod-stream:/usr/lib/nginx/modules/ngx_stream_module.so"
 )
 
 missing=()

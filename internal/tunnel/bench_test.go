@@ -46,6 +46,36 @@ func BenchmarkTunnelNewStream(b *testing.B) {
 	}
 }
 
+func BenchmarkDirectRoundTrip(b *testing.B) {
+	c, err := net.Dial("tcp", echo(b).String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 100)
+	buf := make([]byte, 100)
+	for b.Loop() {
+		roundTrip(b, c, msg, buf)
+	}
+}
+
+// BenchmarkTunnelRoundTrip is a request and its answer, 100 bytes each
+// way, over a stream that stays open: the tunnel's cost per request of a
+// connection kept alive.
+func BenchmarkTunnelRoundTrip(b *testing.B) {
+	c, ep, id, dst := benchTunnel(b)
+	s, err := c.Dial(context.Background(), ep, id, dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	msg := make([]byte, 100)
+	buf := make([]byte, 100)
+	for b.Loop() {
+		roundTrip(b, s, msg, buf)
+	}
+}
+
 func BenchmarkDirectBulk(b *testing.B) {
 	dst := echo(b)
 	c, err := net.Dial("tcp", dst.String())

@@ -13,7 +13,7 @@ import (
 // the same traffic sent directly and through the nginx pair. It sets up
 // the three once (README.md), then
 //
-//   - latency/{keepalive,newconn}/{direct,mesh,nginx}: open-loop GETs at
+//   - latency/{keepalive,newconn}/{direct,mesh,nginx,nginx-stream}: open-loop GETs at
 //     -meshbench.rate for -meshbench.window, after -meshbench.warmup,
 //     over HTTP/1.1 connections kept alive (the client's pool: one or a
 //     few at this rate) or a new connection for each request;
@@ -30,6 +30,7 @@ func BenchmarkMesh(b *testing.B) {
 		why  string // why s is nil
 	}
 	direct, mesh, nginx := route{"direct", w.direct, ""}, route{"mesh", w.mesh, ""}, route{"nginx", w.nginx, w.noNginx}
+	nginxStream := route{"nginx-stream", w.nginxStream, w.noStream}
 	b.Run("latency", func(b *testing.B) {
 		for _, keepAlive := range []bool{true, false} {
 			variant := map[bool]string{true: "keepalive", false: "newconn"}[keepAlive]
@@ -37,10 +38,15 @@ func BenchmarkMesh(b *testing.B) {
 				// direct's latencies, which the others' are compared
 				// with; nil when direct did not run.
 				var base []time.Duration
-				for _, r := range []route{direct, mesh, nginx} {
+				for _, r := range []route{direct, mesh, nginx, nginxStream} {
 					b.Run(r.name, func(b *testing.B) {
 						if r.s == nil {
 							b.Skip(r.why)
+						}
+						if r.s == w.nginxStream && !keepAlive {
+							// Measured 2026-12-03: p50 1 s, 4% of the
+							// requests timed out.
+							b.Skip("a TCP proxy makes a TLS handshake for each new connection: the nginx-stream pair, one worker a side, does not keep up with the rate")
 						}
 						lat := latency(b, r.s, keepAlive, variant, base)
 						if r.s == w.direct {
@@ -52,7 +58,7 @@ func BenchmarkMesh(b *testing.B) {
 		}
 	})
 	b.Run("bulk", func(b *testing.B) {
-		for _, r := range []route{direct, mesh, nginx, {"nginx-stream", w.nginxStream, w.noStream}} {
+		for _, r := range []route{direct, mesh, nginx, nginxStream} {
 			b.Run(r.name, func(b *testing.B) {
 				if r.s == nil {
 					b.Skip(r.why)
