@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,4 +93,65 @@ func seedFrames() [][]byte {
 		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: block(hpack.HeaderField{Name: ":method", Value: "GET"}, hpack.HeaderField{Name: ":path", Value: "/"}), EndHeaders: true, EndStream: true})
 	})
 	return seeds
+}
+
+// TestRapidResetIsBounded opens streams and resets each at once, as the
+// "rapid reset" attack (CVE-2023-44487) does: the streams a server is
+// still deciding count against its limit after their reset, so the peer
+// gets no more decisions going than the limit, and the others refused.
+func TestRapidResetIsBounded(t *testing.T) {
+	peer, mine := net.Pipe()
+	defer peer.Close()
+	c := newH2conn(mine, true, time.Minute)
+	c.maxHandling = 4
+	release := make(chan struct{})
+	var started atomic.Int32
+	c.onStream = func(st *stream, _ *http2.MetaHeadersFrame) {
+		started.Add(1)
+		<-release // a decision that takes its time
+		refuse(st, http.StatusForbidden, "late")
+	}
+	defer close(release)
+	refused := make(chan uint32, 100)
+	go func() {
+		fr := http2.NewFramer(io.Discard, peer)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
+				refused <- rst.StreamID
+			}
+		}
+	}()
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	var out, hb bytes.Buffer
+	fr := http2.NewFramer(&out, nil)
+	enc := hpack.NewEncoder(&hb)
+	// The preface is serveConn's to read, before the connection is made.
+	_ = fr.WriteSettings()
+	for i := range 20 {
+		id := uint32(2*i + 1)
+		hb.Reset()
+		_ = enc.WriteField(hpack.HeaderField{Name: ":method", Value: "CONNECT"})
+		_ = enc.WriteField(hpack.HeaderField{Name: ":authority", Value: "10.0.0.1:80"})
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true})
+		_ = fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	if _, err := peer.Write(out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	for n := range 16 {
+		select {
+		case <-refused:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d streams refused, want the 16 of 20 beyond the limit of 4", n)
+		}
+	}
+	if n := started.Load(); n != 4 {
+		t.Errorf("%d decisions under way, want the limit, 4", n)
+	}
 }

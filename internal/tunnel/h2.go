@@ -99,6 +99,11 @@ type h2conn struct {
 
 	// onStream is the server's: a peer opened a stream.
 	onStream func(*stream, *http2.MetaHeadersFrame)
+	// handling counts the onStream calls under way, which a stream's
+	// reset does not end: a peer that opens and resets streams at once
+	// (the "rapid reset" attack) gets no more than maxHandling going.
+	handling    int
+	maxHandling int
 	// onClose runs once when the connection ends.
 	onClose func(*h2conn)
 	done    chan struct{}
@@ -116,6 +121,7 @@ func newH2conn(nc net.Conn, server bool, idleAfter time.Duration) *h2conn {
 		peerFrame:   defaultMaxFrame,
 		peerStreams: maxStreams,
 		recvWindow:  connectionWindow,
+		maxHandling: maxStreams,
 		idleAfter:   idleAfter,
 		done:        make(chan struct{}),
 	}
@@ -290,17 +296,25 @@ func (c *h2conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	c.lastID = id
-	if c.goAway || c.err != nil || c.active >= maxStreams {
+	if c.goAway || c.err != nil || c.active >= maxStreams || c.handling >= c.maxHandling {
 		c.mu.Unlock()
 		c.resetStream(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
 	s := c.addStreamLocked(id)
+	c.handling++
 	c.mu.Unlock()
 	if f.StreamEnded() {
 		s.deliver(nil, true)
 	}
-	go c.onStream(s, f)
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			c.handling--
+			c.mu.Unlock()
+		}()
+		c.onStream(s, f)
+	}()
 	return nil
 }
 
