@@ -88,7 +88,7 @@ func (c *Client) Dial(ctx context.Context, endpoint netip.AddrPort, peer spiffei
 		return nil, errors.New("tunnel: Dial needs the SPIFFE ID the endpoint must prove")
 	}
 	key := poolKey{peer, endpoint}
-	for {
+	for refused := 0; ; {
 		conn, err := c.conn(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("tunnel: open a stream to %s through %s (%s): %w", dst, endpoint, peer, err)
@@ -96,6 +96,12 @@ func (c *Client) Dial(ctx context.Context, endpoint netip.AddrPort, peer spiffei
 		s, err := openStream(ctx, conn, dst)
 		if errors.Is(err, errConnFull) {
 			continue // the connection went away, or filled: another
+		}
+		if errors.Is(err, errRefusedStream) && refused < 3 {
+			// The endpoint took no action on it (it was going away, or
+			// full): safe to ask again, on whichever connection serves.
+			refused++
+			continue
 		}
 		if err != nil {
 			var r *RefusedError
@@ -184,6 +190,7 @@ func (c *Client) connect(ctx context.Context, key poolKey, tc *tls.Config) (*h2c
 	}
 	hc := newH2conn(tconn, false, c.cfg.IdleTimeout)
 	hc.onClose = func(hc *h2conn) { c.forget(key, hc) }
+	hc.expireAt(expiryOf(tconn.ConnectionState(), c.cfg.SVID))
 	if err := hc.start(); err != nil {
 		hc.close(err)
 		return nil, err

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"golang.org/x/sys/unix"
@@ -55,6 +57,10 @@ var (
 	errConnClosed  = errors.New("tunnel: the connection to the tunnel endpoint closed")
 	errStreamReset = errors.New("tunnel: the peer reset the stream")
 	errStreamEnded = errors.New("tunnel: the stream ended")
+	// errRefusedStream is a stream the peer refused before doing
+	// anything with it (RST_STREAM REFUSED_STREAM): another connection
+	// may take it.
+	errRefusedStream = errors.New("tunnel: the peer refused the stream before acting on it")
 )
 
 // h2conn is one HTTP/2 connection over mutual TLS, as a client or a
@@ -96,6 +102,7 @@ type h2conn struct {
 	controlling atomic.Int32
 	pingSent    time.Time // an unanswered PING's, or zero
 	health      *time.Timer
+	expiry      *time.Timer
 
 	// onStream is the server's: a peer opened a stream.
 	onStream func(*stream, *http2.MetaHeadersFrame)
@@ -218,7 +225,11 @@ func (c *h2conn) handle(f http2.Frame) error {
 		c.control(func() error { return c.fr.WritePing(true, data) })
 	case *http2.RSTStreamFrame:
 		if s := c.stream(f.StreamID); s != nil {
-			s.abort(fmt.Errorf("%w: %v", errStreamReset, f.ErrCode), false)
+			why := fmt.Errorf("%w: %v", errStreamReset, f.ErrCode)
+			if f.ErrCode == http2.ErrCodeRefusedStream {
+				why = errRefusedStream
+			}
+			s.abort(why, false)
 		}
 	case *http2.GoAwayFrame:
 		c.mu.Lock()
@@ -450,7 +461,40 @@ func (c *h2conn) removeLocked(s *stream) {
 	}
 	delete(c.streams, s.id)
 	c.active--
+	if c.goAway && c.active == 0 && c.err == nil {
+		go c.closeIfIdle() // it takes no stream and carries none
+		return
+	}
 	c.idleTimerLocked()
+}
+
+// expireAt stops the connection taking streams at t, when the first of
+// the two SVIDs its handshake verified expires: a stream never opens on
+// an expired identity. The streams under way go on; once they have
+// ended, the connection closes, and the next stream makes a new one,
+// with a new handshake. Called once, before start.
+func (c *h2conn) expireAt(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	c.expiry = time.AfterFunc(time.Until(t), func() {
+		c.mu.Lock()
+		if c.err != nil || c.goAway {
+			c.mu.Unlock()
+			return
+		}
+		idle := c.active == 0
+		c.goAway = true
+		last := c.lastID
+		c.mu.Unlock()
+		if idle {
+			c.closeIfIdle()
+			return
+		}
+		if c.server {
+			c.control(func() error { return c.fr.WriteGoAway(last, http2.ErrCodeNo, []byte("a certificate expired")) })
+		}
+	})
 }
 
 // idleTimerLocked closes the connection after idleAfter without a stream.
@@ -584,6 +628,9 @@ func (c *h2conn) close(why error) {
 	}
 	if c.health != nil {
 		c.health.Stop()
+	}
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
 	c.window.Broadcast()
 	c.mu.Unlock()
@@ -995,6 +1042,21 @@ func resetConn(c net.Conn) {
 		_ = tc.SetLinger(0)
 	}
 	_ = c.Close()
+}
+
+// expiryOf is when the first of a handshake's two SVIDs expires: the
+// peer's leaf, and this side's own, as own gives it just after.
+func expiryOf(cs tls.ConnectionState, own x509svid.Source) time.Time {
+	var t time.Time
+	if len(cs.PeerCertificates) > 0 {
+		t = cs.PeerCertificates[0].NotAfter
+	}
+	if svid, err := own.GetX509SVID(); err == nil && len(svid.Certificates) > 0 {
+		if mine := svid.Certificates[0].NotAfter; t.IsZero() || mine.Before(t) {
+			t = mine
+		}
+	}
+	return t
 }
 
 // header is the first value of the field name (lower case) of f.

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"kzero.dev/kzero/internal/tunnel"
 )
@@ -272,6 +274,60 @@ func TestAnAnswerComingAfterTheClientGaveUpHarmsNoOtherStream(t *testing.T) {
 		}
 		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "AGAIN" {
 			t.Fatalf("after a late answer: %q, %v", buf, err)
+		}
+	}
+}
+
+// rotating is an SVID source whose SVID a test replaces.
+type rotating struct{ svid atomic.Pointer[x509svid.SVID] }
+
+func (r *rotating) GetX509SVID() (*x509svid.SVID, error) { return r.svid.Load(), nil }
+
+func TestNoStreamOpensOnAConnectionWhoseSVIDExpired(t *testing.T) {
+	w := newWorld(t)
+	src := new(rotating)
+	short := w.SVIDFor("shop", "orders", 3*time.Second)
+	src.svid.Store(short)
+	id := src.svid.Load().ID
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: src, Bundle: w.Bundle(), Authorize: allowAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handshakes atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(countingListener{ln, &handshakes}) }()
+	defer srv.Shutdown(context.Background()) //nolint:errcheck // the test's end
+	ep := netip.MustParseAddrPort(ln.Addr().String())
+	c := client(t, w, w.SVID("shop", "web"))
+	dst := echo(t)
+	first, err := c.Dial(t.Context(), ep, id, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// The endpoint renews its SVID; the pooled connection was made with
+	// the old one, which then expires.
+	src.svid.Store(w.SVID("shop", "orders"))
+	time.Sleep(time.Until(short.Certificates[0].NotAfter) + 500*time.Millisecond)
+	second, err := c.Dial(t.Context(), ep, id, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if n := handshakes.Load(); n != 2 {
+		t.Errorf("%d connections after the endpoint's SVID expired, want a second one for the new stream", n)
+	}
+	// The stream opened before goes on.
+	for _, conn := range []net.Conn{first, second} {
+		if _, err := io.WriteString(conn, "on"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2)
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ON" {
+			t.Fatalf("%q, %v", buf, err)
 		}
 	}
 }

@@ -135,6 +135,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	_ = raw.SetDeadline(time.Time{})
 	src, idErr := peerID(tconn.ConnectionState())
 	c := newH2conn(tconn, true, serverIdle)
+	c.expireAt(expiryOf(tconn.ConnectionState(), s.cfg.SVID))
 	c.onStream = func(st *stream, f *http2.MetaHeadersFrame) { s.serveStream(st, f, src, idErr) }
 	c.onClose = func(c *h2conn) {
 		s.mu.Lock()

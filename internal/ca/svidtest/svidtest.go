@@ -6,6 +6,7 @@ package svidtest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -37,9 +38,16 @@ func (c *CA) Bundle() *x509bundle.Bundle { return c.CA.Bundle().X509Bundle() }
 // SVID issues the X.509-SVID of /ns/<ns>/sa/<sa>, with a new P-256 key.
 func (c *CA) SVID(ns, sa string) *x509svid.SVID {
 	c.t.Helper()
+	return c.SVIDFor(ns, sa, 0)
+}
+
+// SVIDFor issues the X.509-SVID of /ns/<ns>/sa/<sa> for ttl (0: the CA's
+// default), with a new P-256 key.
+func (c *CA) SVIDFor(ns, sa string, ttl time.Duration) *x509svid.SVID {
+	c.t.Helper()
 	id := spiffeid.RequireFromSegments(c.CA.Bundle().TrustDomain(), "ns", ns, "sa", sa)
 	key, csr := catest.NewCSR(c.t)
-	s, err := c.CA.IssueX509SVID(ca.X509Request{ID: id, CSR: csr})
+	s, err := c.CA.IssueX509SVID(ca.X509Request{ID: id, CSR: csr, TTL: ttl})
 	if err != nil {
 		c.t.Fatal(err)
 	}
