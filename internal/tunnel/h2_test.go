@@ -168,25 +168,9 @@ func TestADestinationThatDoesNotReadHoldsOnlyItsOwnStream(t *testing.T) {
 	ep := endpoint(t, w, server, allowAll)
 	c := client(t, w, w.SVID("shop", "web"))
 	// A destination that accepts and never reads.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				for _, h := range held {
-					_ = h.Close()
-				}
-				return
-			}
-			held = append(held, conn)
-		}
-	}()
-	stuck, err := c.Dial(t.Context(), ep, server.ID, netip.MustParseAddrPort(ln.Addr().String()))
+	held := make(chan net.Conn, 1)
+	defer func() { (<-held).Close() }()
+	stuck, err := c.Dial(t.Context(), ep, server.ID, destination(t, func(conn net.Conn) { held <- conn }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,21 +198,12 @@ func TestAStreamResetByTheDestinationIsAnError(t *testing.T) {
 	server := w.SVID("shop", "orders")
 	ep := endpoint(t, w, server, allowAll)
 	c := client(t, w, w.SVID("shop", "web"))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
+	reset := destination(t, func(conn net.Conn) {
 		_, _ = conn.Read(make([]byte, 10))
 		_ = conn.(*net.TCPConn).SetLinger(0)
 		_ = conn.Close()
-	}()
-	conn, err := c.Dial(t.Context(), ep, server.ID, netip.MustParseAddrPort(ln.Addr().String()))
+	})
+	conn, err := c.Dial(t.Context(), ep, server.ID, reset)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,18 +264,7 @@ func TestNoStreamOpensOnAConnectionWhoseSVIDExpired(t *testing.T) {
 	short := w.SVIDFor("shop", "orders", 3*time.Second)
 	src.svid.Store(short)
 	id := src.svid.Load().ID
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: src, Bundle: w.Bundle(), Authorize: allowAll})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var handshakes atomic.Int32
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(countingListener{ln, &handshakes}) }()
-	defer srv.Shutdown(context.Background()) //nolint:errcheck // the test's end
-	ep := netip.MustParseAddrPort(ln.Addr().String())
+	ep, handshakes := countingEndpoint(t, w, src)
 	c := client(t, w, w.SVID("shop", "web"))
 	dst := echo(t)
 	first, err := c.Dial(t.Context(), ep, id, dst)
@@ -330,4 +294,25 @@ func TestNoStreamOpensOnAConnectionWhoseSVIDExpired(t *testing.T) {
 			t.Fatalf("%q, %v", buf, err)
 		}
 	}
+}
+
+// destination is a TCP server on loopback that hands each connection to
+// handle, in a goroutine of its own.
+func destination(t testing.TB, handle func(net.Conn)) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(conn)
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
 }

@@ -35,35 +35,21 @@ func newWorld(t testing.TB) *world { return svidtest.New(t, td) }
 // what it reads, upper-cased per read, and closes when the peer does.
 func echo(t testing.TB) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
+	return destination(t, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 64<<10)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
+			if n > 0 {
+				if _, werr := c.Write(bytes.ToUpper(buf[:n])); werr != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if _, werr := c.Write(bytes.ToUpper(buf[:n])); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	})
 }
 
 // endpoint serves a tunnel endpoint with svid on loopback, deciding with
@@ -254,18 +240,7 @@ func TestABadAuthorityIsRefused(t *testing.T) {
 func TestStreamsShareOneConnection(t *testing.T) {
 	w := newWorld(t)
 	server := w.SVID("shop", "orders")
-	var handshakes atomic.Int32
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: server, Bundle: w.Bundle(), Authorize: allowAll})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(countingListener{ln, &handshakes}) }()
-	defer srv.Shutdown(context.Background()) //nolint:errcheck // the test's end
-	ep := netip.MustParseAddrPort(ln.Addr().String())
+	ep, handshakes := countingEndpoint(t, w, server)
 	dst := echo(t)
 	c := client(t, w, w.SVID("shop", "web"))
 	var wg sync.WaitGroup
@@ -292,6 +267,24 @@ func TestStreamsShareOneConnection(t *testing.T) {
 	if n := handshakes.Load(); n > 2 {
 		t.Errorf("50 streams between one pair of identities took %d connections, want them pooled on one", n)
 	}
+}
+
+// countingEndpoint is endpoint, letting everyone through, that counts the
+// connections made to it.
+func countingEndpoint(t *testing.T, w *world, svid x509svid.Source) (netip.AddrPort, *atomic.Int32) {
+	t.Helper()
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{SVID: svid, Bundle: w.Bundle(), Authorize: allowAll})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	handshakes := new(atomic.Int32)
+	go func() { _ = srv.Serve(countingListener{ln, handshakes}) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return netip.MustParseAddrPort(ln.Addr().String()), handshakes
 }
 
 type countingListener struct {
