@@ -154,9 +154,14 @@ func TestRunReconcilesRunningPods(t *testing.T) {
 		if err != nil || got != "HELLO" {
 			t.Errorf("plain text to billing/api out of the mesh: %q, %v", got, err)
 		}
-		if _, err := netnstest.Call(t, pod.Path, netip.AddrPortFrom(pod.IP, redirect.InboundPort), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("connecting to the inbound port in billing/api's namespace: %v, want refused: its listeners are closed", err)
-		}
+		// The pod leaves the node's list, and its rules go, before its
+		// listeners close: a connection may still reach one a moment.
+		eventually(t, "the pod's listeners closed", func() error {
+			if _, err := netnstest.Call(t, pod.Path, netip.AddrPortFrom(pod.IP, redirect.InboundPort), redirect.Mark, ""); !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("connecting to the inbound port in billing/api's namespace: %w, want refused: its listeners are closed", err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("it is captured again when its namespace is enrolled again", func(t *testing.T) {
